@@ -1,0 +1,72 @@
+"""Early argument checks with messages that name the argument and the expected shape."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def shape_str(shape: Sequence[int | str | None]) -> str:
+    """Render a shape with ``None`` or strings as symbolic dimensions: ``(B, T, 8)``."""
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+
+
+def check_tensor(
+    value: object,
+    name: str,
+    shape: Sequence[int | str | None],
+    floating: bool = True,
+) -> Tensor:
+    """Check that ``value`` is a tensor of the given rank and fixed sizes.
+
+    Args:
+        value: what the caller passed.
+        name: the argument's name, used in the message.
+        shape: expected shape; an int fixes that dimension, a str or None leaves it free.
+        floating: require a floating-point dtype.
+
+    Raises:
+        ValueError: naming ``name`` and the expected shape.
+    """
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{name}: expected a tensor of shape {shape_str(shape)}, got {type(value).__name__}")
+    bad_rank = value.dim() != len(shape)
+    bad_size = not bad_rank and any(isinstance(s, int) and value.shape[i] != s for i, s in enumerate(shape))
+    if bad_rank or bad_size:
+        raise ValueError(f"{name}: expected shape {shape_str(shape)}, got {tuple(value.shape)}")
+    if floating and not value.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
+    return value
+
+
+def check_lengths(lengths: object, batch_size: int, max_len: int) -> Tensor | None:
+    """Validate per-sequence lengths: `[B]` integers in ``[1, T]``; returns them as a CPU int64 tensor."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths)
+    if lengths.dim() != 1 or lengths.shape[0] != batch_size:
+        raise ValueError(f"lengths: expected shape ({batch_size},), got {tuple(lengths.shape)}")
+    if lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}")
+    lengths = lengths.to("cpu", torch.int64)
+    if lengths.numel() and (lengths.min() < 1 or lengths.max() > max_len):
+        raise ValueError(
+            f"lengths: expected values in [1, {max_len}] (the sequence length T), "
+            f"got min {int(lengths.min())} and max {int(lengths.max())}"
+        )
+    return lengths
+
+
+def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
+    """Raise a ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def check_positive(value: object, name: str, allow_zero: bool = False) -> None:
+    """Raise a ValueError unless ``value`` is an int > 0 (or >= 0 with ``allow_zero``)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name}: expected an integer {'>= 0' if allow_zero else '> 0'}, got {value!r}")

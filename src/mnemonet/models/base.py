@@ -1,0 +1,158 @@
+"""The one model contract (DESIGN.md): cells do one step, models run sequences.
+
+A :class:`Cell` maps ``(x_t, state) -> (y_t, state)`` for one time step. A :class:`RecurrentModel`
+maps ``(x, state=None) -> (y, state)`` over a whole sequence and exposes the cell through ``step``,
+``initial_state``, ``flatten_state`` and ``unflatten_state``. Analysis code sees any model only
+through these four methods: ``F(h, I) = unflatten(step(I, unflatten_state(h))[1])``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mnemonet._checks import check_lengths, check_tensor
+from mnemonet.models import state as st
+
+State = Any
+
+
+class _Stateful(nn.Module):
+    """Shared by cells and models: the flat view of states, derived from ``initial_state``."""
+
+    input_size: int
+    output_size: int
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> State:
+        """The state at t = 0 for ``batch_size`` sequences (leaves `[B, ...]`)."""
+        raise NotImplementedError
+
+    def _template(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> State:
+        return self.initial_state(1, device=device, dtype=dtype)
+
+    @property
+    def state_size(self) -> int:
+        """S: the number of scalars in one sequence's flattened state."""
+        return st.state_size(self._template())
+
+    def flatten_state(self, state: State) -> Tensor:
+        """The state as one vector per batch element: `[B, S]`."""
+        return st.flatten(state)
+
+    def unflatten_state(self, vec: Tensor) -> State:
+        """Inverse of :meth:`flatten_state`: `[B, S]` -> state."""
+        return st.unflatten(vec, self._template(vec.device, vec.dtype))
+
+    def check_state(self, state: State, batch_size: int, name: str = "state") -> State:
+        """Raise a ValueError unless ``state`` matches ``initial_state(batch_size)`` leaf by leaf."""
+        template = self._template()
+        try:
+            leaves = st.tree_leaves(state)
+        except TypeError as err:
+            raise ValueError(f"{name}: {err}") from None
+        want = st.tree_leaves(template)
+        if len(leaves) != len(want):
+            described = _describe(template, batch_size)
+            raise ValueError(f"{name}: expected a state like {described}, got {len(leaves)} tensors")
+        for i, (got, ref) in enumerate(zip(leaves, want, strict=True)):
+            expected = (batch_size, *ref.shape[1:])
+            if not isinstance(got, Tensor) or tuple(got.shape) != expected:
+                shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                raise ValueError(
+                    f"{name}: leaf {i} of {_describe(template, batch_size)} expected shape {expected}, got {shape}"
+                )
+        return state
+
+
+def _describe(template: State, batch_size: int) -> str:
+    if isinstance(template, tuple) and hasattr(template, "_fields"):
+        fields = ", ".join(f"{f}={_describe(v, batch_size)}" for f, v in zip(template._fields, template, strict=True))
+        return f"{type(template).__name__}({fields})"
+    if isinstance(template, Tensor):
+        return str((batch_size, *template.shape[1:]))
+    return "(" + ", ".join(_describe(v, batch_size) for v in template) + ")"
+
+
+class Cell(_Stateful):
+    """One recurrent time step. Subclasses implement ``initial_state`` and ``forward``.
+
+    ``forward(x_t, state, t=0, mask=None) -> (y_t, state)``:
+
+    Args:
+        x_t: `[B, input_size]` input at step t.
+        state: the cell's NamedTuple state, leaves `[B, ...]`.
+        t: time index of this step within the sequence (cells with per-step parameters use it).
+        mask: `[B]` bool, true for sequences whose step t is real (not padding), or None.
+
+    Returns:
+        `[B, output_size]` output and the next state.
+
+    A cell may also implement ``sequence(x, state, lengths)`` -> ``(y, state)`` or ``None``: a fast
+    path over a whole batch-first sequence (fused kernels, one matmul for all input terms).
+    ``Recurrent`` uses it when it does not need the state trajectory; returning None falls back to
+    the step loop.
+    """
+
+    def sequence(self, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State] | None:
+        return None
+
+
+class RecurrentModel(_Stateful):
+    """A model over sequences: ``forward(x, state=None, lengths=None) -> (y, state)``.
+
+    Subclasses implement ``_run(x, state, lengths, return_states)`` on batch-first input that has
+    already been checked, and ``step``.
+    """
+
+    batch_first: bool = True
+
+    def step(self, x_t: Tensor, state: State, t: int = 0, mask: Tensor | None = None) -> tuple[Tensor, State]:
+        """One time step of the whole model (``F(h, I)`` of the analysis): `[B, I]` -> `[B, H_out]`."""
+        raise NotImplementedError
+
+    def _run(
+        self, x: Tensor, state: State, lengths: Tensor | None, return_states: bool
+    ) -> tuple[Tensor, State, Tensor | None]:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: Tensor,
+        state: State | None = None,
+        lengths: Tensor | None = None,
+        return_states: bool = False,
+    ) -> tuple[Tensor, State] | tuple[Tensor, State, Tensor]:
+        """Run the model over a sequence.
+
+        Args:
+            x: `[B, T, input_size]` (or `[T, B, input_size]` with ``batch_first=False``).
+            state: initial state, or None for :meth:`initial_state`.
+            lengths: `[B]` integers in [1, T]; steps past a sequence's length are padding: its state
+                stops updating there and its outputs are zero.
+            return_states: also return the flattened state after every step.
+
+        Returns:
+            ``(y, state)`` with y `[B, T, output_size]` and the final state (at each sequence's
+            last real step); with ``return_states``, also `[B, T, S]` states (layout as ``x``).
+        """
+        dims = ("B", "T", self.input_size) if self.batch_first else ("T", "B", self.input_size)
+        check_tensor(x, "x", dims)
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        B, T = x.shape[0], x.shape[1]
+        lengths = check_lengths(lengths, B, T)
+        if state is None:
+            state = self.initial_state(B, device=x.device, dtype=x.dtype)
+        else:
+            self.check_state(state, B)
+        y, state, states = self._run(x, state, lengths, return_states)
+        if not self.batch_first:
+            y = y.transpose(0, 1)
+            states = states.transpose(0, 1) if states is not None else None
+        if return_states:
+            return y, state, states
+        return y, state

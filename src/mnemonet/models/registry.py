@@ -1,0 +1,58 @@
+"""Build any model by name: ``mnemonet.build("lstm", input_size=8, hidden_size=64)``.
+
+The same names appear in YAML presets and on the command line. A model module registers its
+factory with ``@register("name")``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make ``factory`` buildable as ``build(name, **kwargs)``."""
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ValueError(f"name: model {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`build`."""
+    return sorted(_REGISTRY)
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build a model by its registered name.
+
+    Args:
+        name: one of :func:`available` (``"rnn"``, ``"lstm"``, ``"gru"``, ...).
+        **kwargs: the factory's keyword arguments (sizes, options).
+
+    Raises:
+        ValueError: unknown name or unknown keyword, with the closest valid spelling.
+    """
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"name: unknown model {name!r}{hint} (available: {', '.join(available())})")
+    factory = _REGISTRY[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in kwargs:
+            if key not in params:
+                close = difflib.get_close_matches(key, params, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"{key}: not an argument of model {name!r}{hint} (expected one of {list(params)})")
+    return factory(**kwargs)
