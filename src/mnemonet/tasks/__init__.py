@@ -1,0 +1,55 @@
+"""Memory tasks and curricula: delayed recall, copy / repeat copy / associative recall, sequential
+digits, character language modelling; vocabulary, delay and length curricula. Build any by name with
+:func:`make_task` and :func:`make_curriculum`."""
+
+from mnemonet.tasks.base import Batch, Curriculum, Task
+from mnemonet.tasks.bits import AssociativeRecallTask, BitTask, CopyTask, RepeatCopyTask
+from mnemonet.tasks.char_lm import CharLMTask, sample_from_logits, sample_text
+from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, ThresholdCurriculum, VocabularyCurriculum
+from mnemonet.tasks.data import (
+    CharVocab,
+    ImageData,
+    TextSplits,
+    load_digits,
+    load_images,
+    load_mnist,
+    load_text,
+    read_idx,
+    shakespeare_text,
+)
+from mnemonet.tasks.delayed_recall import DelayedRecallTask, evaluate_delays
+from mnemonet.tasks.digits import SequentialDigitsTask
+from mnemonet.tasks.registry import available_curricula, available_tasks, make_curriculum, make_task
+
+__all__ = [
+    "AssociativeRecallTask",
+    "Batch",
+    "BitTask",
+    "CharLMTask",
+    "CharVocab",
+    "CopyTask",
+    "Curriculum",
+    "DelayCurriculum",
+    "DelayedRecallTask",
+    "ImageData",
+    "LengthCurriculum",
+    "RepeatCopyTask",
+    "SequentialDigitsTask",
+    "Task",
+    "TextSplits",
+    "ThresholdCurriculum",
+    "VocabularyCurriculum",
+    "available_curricula",
+    "available_tasks",
+    "evaluate_delays",
+    "load_digits",
+    "load_images",
+    "load_mnist",
+    "load_text",
+    "make_curriculum",
+    "make_task",
+    "read_idx",
+    "sample_from_logits",
+    "sample_text",
+    "shakespeare_text",
+]

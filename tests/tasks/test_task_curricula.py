@@ -1,0 +1,104 @@
+"""Curricula: VoCu, DeCu and the length curriculum step through their stages on threshold, apply them to
+the task, respect patience and metric direction, and round-trip their state."""
+
+import pytest
+import torch
+
+from mnemonet.tasks.bits import AssociativeRecallTask, CopyTask
+from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, VocabularyCurriculum
+from mnemonet.tasks.delayed_recall import DelayedRecallTask
+from mnemonet.tasks.digits import SequentialDigitsTask
+
+
+@pytest.fixture(scope="module")
+def recall():
+    return DelayedRecallTask()
+
+
+def test_vocu_grows_classes_from_two(recall):
+    cur = VocabularyCurriculum(recall, threshold=0.9)
+    assert recall.num_classes == 2 and cur.stage == 0 and not cur.finished and cur.describe() == "classes 2/10"
+    assert cur.observe({"accuracy": 0.89}) is False and recall.num_classes == 2
+    seen = []
+    while not cur.finished:
+        assert cur.observe({"accuracy": 0.9}) is True
+        seen.append(recall.num_classes)
+    assert seen == list(range(3, 11)) and cur.stage == 8
+    assert cur.observe({"accuracy": 1.0}) is False and recall.num_classes == 10
+    labels = recall.sample(400, torch.Generator().manual_seed(0)).info["labels"]
+    assert set(labels.tolist()) == set(range(10))
+
+
+def test_patience_needs_consecutive_hits(recall):
+    cur = VocabularyCurriculum(recall, threshold=0.8, patience=2)
+    assert not cur.observe({"accuracy": 0.9})
+    assert not cur.observe({"accuracy": 0.5})  # a miss resets the count
+    assert not cur.observe({"accuracy": 0.9})
+    assert cur.observe({"accuracy": 0.95}) and recall.num_classes == 3
+
+
+def test_decu_grows_the_window_to_tmax():
+    task = DelayedRecallTask(t_max=11, min_gap=5)
+    cur = DelayCurriculum(task, step=2)
+    windows = [task.window]
+    while cur.observe({"accuracy": 1.0}):
+        windows.append(task.window)
+    assert windows == [6, 8, 10, 11] and cur.finished
+    assert int(task.sample(500, torch.Generator().manual_seed(0)).info["ta"].max()) == 10
+    cur2 = DelayCurriculum(task, start=6)
+    assert int(task.sample(500, torch.Generator().manual_seed(0)).info["ta"].max()) == 5
+    assert cur2.describe() == "window 6/11"
+
+
+def test_length_curriculum_on_bit_tasks():
+    task = CopyTask(length_range=(2, 6))
+    cur = LengthCurriculum(task, step=2)
+    assert task.length_range == (2, 2)
+    assert not cur.observe({"sequence_accuracy": 0.5, "bit_errors": 3.0})
+    assert cur.observe({"sequence_accuracy": 0.95}) and task.length_range == (2, 4)
+    assert cur.observe({"sequence_accuracy": 0.95}) and task.length_range == (2, 6) and cur.finished
+
+
+def test_lower_is_better_metric_uses_task_direction():
+    task = AssociativeRecallTask(length_range=(2, 5))
+    cur = LengthCurriculum(task, metric="bit_errors", threshold=0.5)
+    assert cur.higher_is_better is False
+    assert not cur.observe({"bit_errors": 2.0})
+    assert cur.observe({"bit_errors": 0.25}) and task.length_range == (2, 3)
+
+
+def test_state_round_trip_reapplies_the_stage():
+    a_task, b_task = DelayedRecallTask(), DelayedRecallTask()
+    a = VocabularyCurriculum(a_task, patience=2)
+    for _ in range(7):
+        a.observe({"accuracy": 1.0})
+    state = a.state_dict()
+    assert state == {"stage": 3, "hits": 1, "value": 5}
+    b = VocabularyCurriculum(b_task, patience=2)
+    b.load_state_dict(state)
+    assert b.stage == 3 and b.hits == 1 and b_task.num_classes == 5
+    assert b.observe({"accuracy": 1.0}) and b_task.num_classes == 6
+    with pytest.raises(ValueError, match="stage 9"):
+        b.load_state_dict({"stage": 9})
+    c_task = CopyTask(length_range=(1, 8))
+    c = LengthCurriculum(c_task)
+    c.load_state_dict({"stage": 4})
+    assert c_task.length_range == (1, 5)
+
+
+def test_bad_arguments(recall):
+    cur = VocabularyCurriculum(recall)
+    with pytest.raises(ValueError, match="metrics: expected a value for 'accuracy'"):
+        cur.observe({"loss": 0.1})
+    with pytest.raises(ValueError, match="start"):
+        VocabularyCurriculum(recall, start=0)
+    with pytest.raises(ValueError, match="start"):
+        VocabularyCurriculum(recall, start=3, end=11)
+    with pytest.raises(ValueError, match="start"):
+        DelayCurriculum(recall, start=4)
+    with pytest.raises(ValueError, match="task"):
+        VocabularyCurriculum(CopyTask())
+    with pytest.raises(ValueError, match="task"):
+        LengthCurriculum(SequentialDigitsTask())
+    with pytest.raises(ValueError, match="step"):
+        LengthCurriculum(CopyTask(), step=0)
