@@ -1,15 +1,18 @@
 """Models: cells, the time loop, composition, and the registry behind ``mnemonet.build``."""
 
-from mnemonet.models import brims, cells, rims  # registers "rnn", "lstm", "gru", "rims", "brims"
+from mnemonet.models import bn_lstm, brims, cells, rims  # registers the models by name
 from mnemonet.models.base import Cell, RecurrentModel
+from mnemonet.models.bn_lstm import BNLSTMCell, recompute_statistics
 from mnemonet.models.brims import BRIMsCell
 from mnemonet.models.cells import GRUCell, GRUState, LSTMCell, LSTMState, RNNCell, RNNState
 from mnemonet.models.readout import Outputs, Readout
 from mnemonet.models.recurrent import Bidirectional, BiState, Recurrent, Stacked, reverse_padded
 from mnemonet.models.registry import available, build, register
 from mnemonet.models.rims import RIMsCell, RIMsGRUState, RIMsState, run_with_trace
+from mnemonet.models.seq_norm import StepBatchNorm
 
 __all__ = [
+    "BNLSTMCell",
     "BRIMsCell",
     "BiState",
     "Bidirectional",
@@ -28,10 +31,13 @@ __all__ = [
     "Recurrent",
     "RecurrentModel",
     "Stacked",
+    "StepBatchNorm",
     "available",
+    "bn_lstm",
     "brims",
     "build",
     "cells",
+    "recompute_statistics",
     "register",
     "reverse_padded",
     "rims",

@@ -57,7 +57,7 @@ class Recurrent(RecurrentModel):
         reverse: run from each sequence's last real step to its first (outputs stay aligned with input).
 
     Example:
-        >>> from mnemonet.models.lstm import LSTMCell
+        >>> from mnemonet.models.cells import LSTMCell
         >>> rnn = Recurrent(LSTMCell(3, 5))
         >>> y, state = rnn(torch.zeros(2, 7, 3))
         >>> tuple(y.shape), tuple(state.h.shape)

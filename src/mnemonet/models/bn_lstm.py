@@ -1,0 +1,354 @@
+"""BN-LSTM: the batch-normalised LSTM of Cooijmans et al., "Recurrent Batch Normalization" (ICLR 2017).
+
+The input term W_x·x_t and the recurrent term W_h·h_{t-1} are batch-normalised separately, each with
+its own γ and β = 0 (the gate bias b is the shift), and the cell is normalised for the output only:
+
+    (ĩ, f̃, g̃, õ) = BN(W_h h_{t-1}; γ_h, 0) + BN(W_x x_t; γ_x, 0) + b          (eq. 6)
+    c_t = σ(f̃) ⊙ c_{t-1} + σ(ĩ) ⊙ tanh(g̃)                                     (eq. 7)
+    h_t = σ(õ) ⊙ tanh(BN(c_t; γ_c, β_c))                                       (eq. 8)
+
+Statistics are kept per time step (:class:`~mnemonet.models.seq_norm.StepBatchNorm`); the population
+statistics can be re-estimated over a pass of data with :func:`recompute_statistics`. Two variants of the
+related work are options: ``"input_only"`` normalises W_x·x only and ``"summed"`` normalises the summed
+pre-activation W_x·x + W_h·h (both Laurent et al., 2016, without BN of c); ``normalization="sequence"``
+(input term only) takes statistics over all non-padded steps of a batch. ``mnemonet.build("bn_lstm",
+input_size, hidden_size, max_length)`` builds a layer, a stack or a bidirectional stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnemonet._checks import check_choice, check_positive, check_tensor
+from mnemonet.models import init as inits
+from mnemonet.models.base import Cell
+from mnemonet.models.bn_lstm_loop import bn_lstm_loop, linear
+from mnemonet.models.cells import LSTMState
+from mnemonet.models.recurrent import Bidirectional, Recurrent, Stacked
+from mnemonet.models.registry import register
+from mnemonet.models.seq_norm import NORMALIZATIONS, StepBatchNorm
+
+VARIANTS = ("full", "input_only", "summed")
+
+
+class BNLSTMCell(Cell):
+    """One step of the BN-LSTM (Cooijmans et al., eqs. 6-8); gate order i, f, g, o as ``torch.nn.LSTM``.
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+        max_length: number of time steps with their own statistics (the longest training sequence,
+            T_max in the paper); later steps use the statistics of step ``max_length - 1``.
+        gamma_init: initial γ of every batch normalisation (0.1 in the paper).
+        variant: ``"full"`` (the paper: BN of W_x·x, of W_h·h, and of c for the output),
+            ``"input_only"`` (BN of W_x·x only) or ``"summed"`` (BN of W_x·x + W_h·h).
+        normalization: ``"step"`` (statistics per time step) or ``"sequence"`` (one set of statistics
+            over all non-padded steps of a batch; needs ``variant="input_only"``, since the recurrent
+            terms of later steps do not exist before the earlier steps are computed).
+        momentum: running-statistics momentum, as ``torch.nn.BatchNorm1d`` (None: cumulative average).
+        eps: ε of the batch normalisations.
+
+    Parameters: ``weight_ih`` W_x `[4H, I]`, ``weight_hh`` W_h `[4H, H]` (each H×H gate block
+    orthogonal), ``bias`` b `[4H]` (forget-gate part 1, the rest 0), and the normalisations
+    ``bn_x`` (γ_x), ``bn_h`` (γ_h), ``bn_c`` (γ_c, β_c) for ``"full"``, ``bn_x`` for ``"input_only"``,
+    ``bn_gates`` for ``"summed"``.
+
+    Example:
+        >>> cell = BNLSTMCell(3, 5, max_length=10)
+        >>> y, state = cell(torch.randn(4, 3), cell.initial_state(4), t=0)
+        >>> tuple(y.shape), tuple(state.c.shape)
+        ((4, 5), (4, 5))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        max_length: int,
+        gamma_init: float = 0.1,
+        variant: str = "full",
+        normalization: str = "step",
+        momentum: float | None = 0.1,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        check_positive(input_size, "input_size")
+        check_positive(hidden_size, "hidden_size")
+        check_positive(max_length, "max_length")
+        check_choice(variant, "variant", VARIANTS)
+        check_choice(normalization, "normalization", NORMALIZATIONS)
+        if normalization == "sequence" and variant != "input_only":
+            raise ValueError(
+                "normalization: 'sequence' needs variant='input_only' (statistics over a whole sequence exist "
+                f"only for the input term W_x·x), got variant={variant!r}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.output_size = hidden_size
+        self.max_length = max_length
+        self.gamma_init = float(gamma_init)
+        self.variant = variant
+        self.normalization = normalization
+        H = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size))  # W_x
+        self.weight_hh = nn.Parameter(torch.empty(4 * H, H))  # W_h
+        self.bias = nn.Parameter(torch.empty(4 * H))  # b
+        opts = {"gamma_init": gamma_init, "momentum": momentum, "eps": eps}
+        if variant in ("full", "input_only"):
+            self.bn_x = StepBatchNorm(4 * H, max_length, normalization=normalization, **opts)
+        if variant == "full":
+            self.bn_h = StepBatchNorm(4 * H, max_length, **opts)
+            self.bn_c = StepBatchNorm(H, max_length, shift=True, **opts)
+        if variant == "summed":
+            self.bn_gates = StepBatchNorm(4 * H, max_length, **opts)
+        self.reset_parameters()
+
+    @property
+    def norms(self) -> list[StepBatchNorm]:
+        """The cell's batch normalisations."""
+        return [m for m in self.children() if isinstance(m, StepBatchNorm)]
+
+    def reset_parameters(self) -> None:
+        """Orthogonal W_h gate blocks, W_x uniform in ±1/sqrt(H), b = 0 but forget bias 1; γ, β, statistics reset."""
+        H = self.hidden_size
+        with torch.no_grad():
+            inits.orthogonal_blocks_(self.weight_hh, 4)
+            inits.default_uniform_(self.weight_ih, H)
+            self.bias.zero_()
+            self.bias[H : 2 * H] = 1.0  # forget gate
+        for norm in self.norms:
+            norm.reset_parameters()
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.input_size}, {self.hidden_size}, max_length={self.max_length}"]
+        if self.gamma_init != 0.1:
+            parts.append(f"gamma_init={self.gamma_init}")
+        if self.variant != "full":
+            parts.append(f"variant={self.variant!r}")
+        if self.normalization != "step":
+            parts.append(f"normalization={self.normalization!r}")
+        return ", ".join(parts)
+
+    def initial_state(self, batch_size, device=None, dtype=None) -> LSTMState:
+        dtype = dtype or self.weight_hh.dtype
+        zeros = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+        return LSTMState(zeros, zeros.clone())
+
+    def forward(
+        self, x_t: Tensor, state: LSTMState, t: int = 0, mask: Tensor | None = None
+    ) -> tuple[Tensor, LSTMState]:
+        """One step with the statistics of step t.
+
+        Args:
+            x_t: `[B, I]` input.
+            state: ``LSTMState(h, c)``, each `[B, H]`.
+            t: time index (>= 0); selects the statistics min(t, max_length − 1).
+            mask: `[B]` bool; in training only these rows enter the batch statistics (None: all rows).
+
+        Returns:
+            h_t `[B, H]` and ``LSTMState(h_t, c_t)``.
+        """
+        check_tensor(x_t, "x_t", ("B", self.input_size))
+        B = x_t.shape[0]
+        state = LSTMState(*self.check_state(state, B))
+        check_positive(t, "t", allow_zero=True)
+        if mask is not None:
+            check_tensor(mask, "mask", (B,), floating=False)
+            if mask.dtype != torch.bool:
+                raise ValueError(f"mask: expected a bool tensor of shape ({B},), got dtype {mask.dtype}")
+        wx = F.linear(x_t, self.weight_ih)  # (B, 4H)
+        ix = wx if self.variant == "summed" else self.bn_x.step(wx, t, mask, bias=self.bias)
+        h, c = self._recur(ix, state.h, state.c, t, mask)
+        return h, LSTMState(h, c)
+
+    def _recur(self, ix: Tensor, h: Tensor, c: Tensor, t: int, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The recurrent part of step t, given the input term ``ix`` `[B, 4H]` (normalised + b, or raw W_x·x)."""
+        wh = F.linear(h, self.weight_hh)  # W_h h_{t-1}: (B, 4H)
+        if self.variant == "full":
+            pre = ix + self.bn_h.step(wh, t, mask)
+        elif self.variant == "input_only":
+            pre = ix + wh
+        else:
+            pre = self.bn_gates.step(ix + wh, t, mask, bias=self.bias)
+        i, f, g, o = pre.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # eq. 7
+        c_out = self.bn_c.step(c, t, mask) if self.variant == "full" else c
+        h = torch.sigmoid(o) * torch.tanh(c_out)  # eq. 8
+        return h, c
+
+    def sequence(self, x: Tensor, state: LSTMState, lengths: Tensor | None) -> tuple[Tensor, LSTMState]:
+        """All steps of a batch-first sequence: W_x·x in one matmul, its BN in one batched op, then the loop.
+
+        The recurrent part runs in :func:`~mnemonet.models.bn_lstm_loop.bn_lstm_loop` (hand-written
+        backward); the numbers are those of the step path.
+
+        Args:
+            x: `[B, T, I]`.
+            state: initial ``LSTMState``.
+            lengths: `[B]` lengths or None; steps past a length are padding (left out of the
+                statistics, state frozen, output 0).
+
+        Returns:
+            y `[B, T, H]` and the state at each sequence's last real step.
+        """
+        T = x.shape[1]
+        mask = None
+        if lengths is not None:
+            mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+        wx = linear(x, self.weight_ih)  # W_x x for all steps, one matmul: (B, T, 4H)
+        if self.variant == "summed":
+            ix, norm_1, shift_1 = wx, self.bn_gates, self.bias
+        else:
+            ix = self.bn_x.sequence(wx, mask, bias=self.bias)  # (B, T, 4H)
+            norm_1, shift_1 = (self.bn_h, None) if self.variant == "full" else (None, None)
+        norm_c = self.bn_c if self.variant == "full" else None
+        y, h, c, stats = bn_lstm_loop(
+            ix,
+            state.h,
+            state.c,
+            self.weight_hh,
+            None if norm_1 is None else norm_1.weight,
+            shift_1,
+            None if norm_c is None else norm_c.weight,
+            None if norm_c is None else norm_c.bias,
+            mask,
+            self.variant,
+            (norm_1 is not None and norm_1.training, norm_c is not None and norm_c.training),
+            self._eps,
+            _running(norm_1, T),
+            _running(norm_c, T),
+        )
+        n = min(T, self.max_length)
+        if norm_1 is not None and norm_1.training:
+            norm_1.fold(stats.mean_1[:n], stats.var_1[:n], stats.count[:n])
+        if norm_c is not None and norm_c.training:
+            norm_c.fold(stats.mean_c[:n], stats.var_c[:n], stats.count[:n])
+        return y, LSTMState(h, c)
+
+    @property
+    def _eps(self) -> float:
+        return self.norms[0].eps
+
+
+def _running(norm: StepBatchNorm | None, T: int) -> tuple[Tensor, Tensor] | None:
+    """The running (mean, var) that steps 0..T-1 use in evaluation: `[T, F]` each."""
+    if norm is None or norm.training:
+        return None
+    idx = torch.arange(T, device=norm.running_mean.device).clamp(max=norm.slots - 1)
+    return norm.running_mean[idx], norm.running_var[idx]
+
+
+def _bn_lstm_cells(model: nn.Module) -> list[BNLSTMCell]:
+    return [m for m in model.modules() if isinstance(m, BNLSTMCell)]
+
+
+def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
+    if isinstance(batch, Tensor):
+        return batch, None
+    if hasattr(batch, "x"):
+        return batch.x, getattr(batch, "lengths", None)
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ValueError(f"batches: expected each batch to be x or (x, lengths), got {type(batch).__name__}")
+
+
+@torch.no_grad()
+def recompute_statistics(model: nn.Module, batches: Iterable[Any]) -> int:
+    """Re-estimate the population statistics of every BN-LSTM cell in ``model`` over a pass of data.
+
+    The running statistics are reset, then each batch runs through ``model`` with the BN-LSTM
+    normalisations in training mode (batch statistics, cumulative averaging as ``momentum=None``)
+    and every other module in evaluation mode (no dropout), without gradient. The model's
+    train/eval modes and momenta are restored afterwards. This is how the paper estimates the
+    population statistics it evaluates with.
+
+    Args:
+        model: a module containing :class:`BNLSTMCell` s, called as ``model(x, lengths=lengths)``.
+        batches: iterable of x `[B, T, I]`, ``(x, lengths)`` or objects with ``.x`` and ``.lengths``
+            (a task :class:`~mnemonet.tasks.base.Batch`).
+
+    Returns:
+        The number of batches seen.
+    """
+    cells = _bn_lstm_cells(model)
+    if not cells:
+        raise ValueError(f"model: expected a module containing BNLSTMCell, got {type(model).__name__}")
+    norms = [n for cell in cells for n in cell.norms]
+    modes = {m: m.training for m in model.modules()}
+    momenta = [n.momentum for n in norms]
+    try:
+        model.eval()
+        for n in norms:
+            n.reset_running_stats()
+            n.momentum = None
+            n.train()
+        seen = 0
+        for batch in batches:
+            x, lengths = _unpack(batch)
+            if lengths is None:
+                model(x)
+            else:
+                model(x, lengths=lengths)
+            seen += 1
+    finally:
+        for n, momentum in zip(norms, momenta, strict=True):
+            n.momentum = momentum
+        for m, mode in modes.items():
+            m.training = mode
+    return seen
+
+
+@register("bn_lstm")
+def bn_lstm(
+    input_size: int,
+    hidden_size: int,
+    max_length: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    batch_first: bool = True,
+    gamma_init: float = 0.1,
+    variant: str = "full",
+    normalization: str = "step",
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+) -> Recurrent | Stacked:
+    """A BN-LSTM layer, stack, or bidirectional stack (Cooijmans et al., 2017).
+
+    Args:
+        input_size, hidden_size, max_length: see :class:`BNLSTMCell`.
+        num_layers: number of stacked layers.
+        bidirectional: each layer runs both directions and concatenates them (output 2H).
+        dropout: dropout between layers (as ``torch.nn.LSTM``).
+        batch_first: `[B, T, I]` (default) or `[T, B, I]` layout.
+        gamma_init, variant, normalization, momentum, eps: see :class:`BNLSTMCell`.
+
+    Returns:
+        ``Recurrent(BNLSTMCell)`` for one unidirectional layer, else ``Stacked`` of ``Recurrent`` or
+        ``Bidirectional`` layers.
+    """
+    check_positive(num_layers, "num_layers")
+    opts = {
+        "gamma_init": gamma_init,
+        "variant": variant,
+        "normalization": normalization,
+        "momentum": momentum,
+        "eps": eps,
+    }
+    if num_layers == 1 and not bidirectional:
+        return Recurrent(BNLSTMCell(input_size, hidden_size, max_length, **opts), batch_first=batch_first)
+    layers: list[Recurrent | Bidirectional] = []
+    for k in range(num_layers):
+        size = input_size if k == 0 else hidden_size * (2 if bidirectional else 1)
+        fwd = Recurrent(BNLSTMCell(size, hidden_size, max_length, **opts), batch_first=batch_first)
+        if bidirectional:
+            bwd = Recurrent(BNLSTMCell(size, hidden_size, max_length, **opts), batch_first=batch_first)
+            layers.append(Bidirectional(fwd, bwd, batch_first=batch_first))
+        else:
+            layers.append(fwd)
+    return Stacked(layers, dropout=dropout, batch_first=batch_first)

@@ -1,0 +1,424 @@
+"""The BN-LSTM recurrence over a whole sequence, with hand-written backpropagation through time.
+
+:func:`bn_lstm_loop` runs the recurrent part of the BN-LSTM (Cooijmans et al., 2017, eqs. 6-8) for all
+steps, given the input term of every step already computed (one matmul and one batched BN). Its
+forward records no autograd graph and its backward walks the steps in reverse by hand: per step one
+matmul for the gradient of h_{t-1}, fused batch-norm backward kernels and a few pointwise ops; the
+gradient of W_h over all steps is one matmul at the end, as in fused LSTM kernels. On CPU in float32
+the matmuls run oneDNN's kernels (as torch's own CPU LSTM does) and tanh is computed as 2σ(2x) − 1.
+It computes what the step path of :class:`~mnemonet.models.bn_lstm.BNLSTMCell` computes (the tests
+compare the two, values and gradients, and gradcheck it); it supports first-order gradients only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+_bn_forward = torch.ops.aten.native_batch_norm
+_bn_backward = torch.ops.aten.native_batch_norm_backward
+
+#: Use oneDNN's matmul kernels (as torch's fused CPU LSTM does) for float32 on CPU where torch has them.
+USE_ONEDNN = True
+_onednn_works: bool | None = None
+
+
+def _onednn_available() -> bool:
+    """Whether torch's oneDNN linear ops exist and agree with torch.mm (checked once)."""
+    global _onednn_works
+    if _onednn_works is None:
+        try:
+            a, w = torch.randn(3, 5), torch.randn(4, 5)
+            packed = torch.ops.mkldnn._reorder_linear_weight(w, 3)
+            y = torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+            _onednn_works = bool(torch.allclose(y, a @ w.t(), atol=1e-5))
+        except (AttributeError, RuntimeError, NotImplementedError):
+            _onednn_works = False
+    return _onednn_works
+
+
+def _use_onednn(t: Tensor) -> bool:
+    """Whether matmuls with ``t`` run on oneDNN (CPU, float32, oneDNN enabled and working)."""
+    return (
+        USE_ONEDNN
+        and t.device.type == "cpu"
+        and t.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and _onednn_available()
+    )
+
+
+class _Linear:
+    """x ↦ x @ wᵀ for many x `[B, K]` and one weight w `[N, K]`.
+
+    On CPU in float32 it runs oneDNN's kernel on a weight packed once per sequence (about twice as fast
+    as the BLAS matmul for these shapes on some CPUs); elsewhere ``torch.mm``.
+    """
+
+    def __init__(self, weight: Tensor, batch_size: int) -> None:
+        self.onednn = _use_onednn(weight)
+        if self.onednn:
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size)
+        else:
+            self.weight_t = weight.t()  # (K, N)
+
+    def __call__(self, x: Tensor, add: Tensor | None = None) -> Tensor:
+        """x @ wᵀ (+ ``add``): `[B, K]` -> `[B, N]`."""
+        if not self.onednn:
+            return torch.mm(x, self.weight_t) if add is None else torch.addmm(add, x, self.weight_t)
+        y = torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, None, "none", [], "")
+        return y if add is None else y.add_(add)
+
+
+class LoopStats(NamedTuple):
+    """Batch statistics of a training pass, for the running estimates: means and biased variances.
+
+    Attributes:
+        mean_1, var_1: `[T, 4H]` of the normalisation inside the gates (BN of W_h·h, or of the sum).
+        mean_c, var_c: `[T, H]` of the normalisation of c.
+        count: `[T]` number of non-padded rows at each step.
+    """
+
+    mean_1: Tensor
+    var_1: Tensor
+    mean_c: Tensor
+    var_c: Tensor
+    count: Tensor
+
+
+def bn_lstm_loop(
+    ix: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    gamma_1: Tensor | None,
+    shift_1: Tensor | None,
+    gamma_c: Tensor | None,
+    beta_c: Tensor | None,
+    mask: Tensor | None,
+    variant: str,
+    training: tuple[bool, bool],
+    eps: float,
+    running_1: tuple[Tensor, Tensor] | None = None,
+    running_c: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor, LoopStats | None]:
+    """Run the BN-LSTM recurrence for T steps.
+
+    With ``variant`` ``"full"``: pre_t = ix_t + BN(W_h h_{t-1}; γ_1, 0), and h_t = σ(o)⊙tanh(BN(c_t; γ_c,
+    β_c)); ``"summed"``: pre_t = BN(ix_t + W_h h_{t-1}; γ_1, shift_1); ``"input_only"``: pre_t = ix_t +
+    W_h h_{t-1}. Then c_t = σ(f)⊙c_{t-1} + σ(i)⊙tanh(g) (eq. 7) and, without BN of c, h_t = σ(o)⊙tanh(c_t).
+
+    Args:
+        ix: `[B, T, 4H]` input term of every step (normalised W_x·x + b, or raw W_x·x for ``"summed"``).
+        h0, c0: `[B, H]` initial state.
+        weight_hh: W_h `[4H, H]`.
+        gamma_1, shift_1: γ and shift `[4H]` of the gate normalisation (None where absent).
+        gamma_c, beta_c: γ_c, β_c `[H]` of the normalisation of c (``"full"`` only).
+        mask: `[B, T]` bool, true at real steps; padded rows keep their state, output 0, and are left
+            out of the batch statistics. None: no padding.
+        variant: ``"full"``, ``"summed"`` or ``"input_only"``.
+        training: for the gate normalisation and for that of c: batch statistics per step (else the
+            given running statistics).
+        eps: ε of the normalisations.
+        running_1, running_c: evaluation only: (mean, var) of every step, `[T, 4H]` and `[T, H]`.
+
+    Returns:
+        y `[B, T, H]`, h_T, c_T `[B, H]` (at each row's last real step), and the batch statistics of
+        every step (empty for a normalisation in evaluation mode or absent).
+    """
+    out = _Loop.apply(
+        ix, h0, c0, weight_hh, gamma_1, shift_1, gamma_c, beta_c, mask, variant, training, eps, running_1, running_c
+    )
+    y, h, c, mean_1, var_1, mean_c, var_c, count = out
+    return y, h, c, LoopStats(mean_1, var_1, mean_c, var_c, count)
+
+
+def _masked_stats(u: Tensor, keep: Tensor, count: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Mean and 1/sqrt(var + ε) of ``u`` `[B, F]` over rows where ``keep`` `[B, 1]` is true (eq. 5's statistics).
+
+    With no row counted, mean 0 and variance 1 (the output of such a step is padding anyway).
+    """
+    n = count.clamp(min=1.0)
+    mean = torch.where(keep, u, 0.0).sum(0) / n
+    var = torch.where(keep, u - mean, 0.0).square().sum(0) / n
+    var = torch.where(count > 0, var, 1.0)
+    return mean, torch.rsqrt(var + eps)
+
+
+class _StepNorm:
+    """One batch normalisation inside the loop, BN(u; γ, shift) per step, forward and backward by hand.
+
+    In training it normalises with the batch statistics of each step (only rows where ``keep`` is
+    true count) and records them; in evaluation it uses the given per-step statistics.
+    """
+
+    def __init__(self, training: bool, running: tuple[Tensor, Tensor] | None, gamma: Tensor, shift, eps: float):
+        self.training = training
+        self.eps = eps
+        self.means: list[Tensor] = []  # per step, training
+        self.rstds: list[Tensor] = []
+        if not training:
+            mean, var = running  # (T, F) each
+            self.mean = mean
+            self.rstd = torch.rsqrt(var + eps)
+            self.scale = self.rstd * gamma  # (T, F)
+            self.offset = -mean * self.scale if shift is None else shift - mean * self.scale  # (T, F)
+
+    def forward(self, u: Tensor, gamma: Tensor, shift: Tensor | None, t: int, keep, count: Tensor) -> Tensor:
+        """BN of step t's `[B, F]` input (eq. 5)."""
+        if not self.training:
+            return torch.addcmul(self.offset[t], u, self.scale[t])
+        if keep is None:
+            y, mean, rstd = _bn_forward(u, gamma, shift, None, None, True, 0.0, self.eps)
+        else:
+            mean, rstd = _masked_stats(u, keep, count, self.eps)
+            y = (u - mean) * (rstd * gamma)
+            y = y if shift is None else y + shift
+        self.means.append(mean)
+        self.rstds.append(rstd)
+        return y
+
+    def finish(self) -> None:
+        """After the forward loop: per-step statistics as `[T, F]` tensors."""
+        if self.training:
+            self.mean = torch.stack(self.means)  # (T, F)
+            self.rstd = torch.stack(self.rstds)  # (T, F)
+            self.means = self.rstds = []
+
+    def batch_stats(self) -> tuple[Tensor, Tensor]:
+        """(mean, biased variance) `[T, F]` of a training pass."""
+        return self.mean.clone(), self.rstd.pow(-2) - self.eps
+
+    def backward(self, dy: Tensor, u: Tensor, gamma: Tensor, t: int, keep, count: Tensor, grads: list) -> Tensor:
+        """dL/du for step t given dL/dy `[B, F]`; appends that step's (dL/dγ, dL/dshift) to ``grads``."""
+        mean, rstd = self.mean[t], self.rstd[t]
+        if self.training and keep is None:
+            du, dgamma, dshift = _bn_backward(dy, u, gamma, None, None, mean, rstd, True, self.eps, [True] * 3)
+        else:
+            xhat = (u - mean) * rstd
+            dgamma = (dy * xhat).sum(0)
+            dshift = dy.sum(0)
+            if self.training:
+                # dL/du_i = rstd (dx̂_i − m_i/n (Σ_j dx̂_j + x̂_i Σ_j dx̂_j x̂_j)), dx̂ = γ dy, m_i: row i counted
+                centred = (dshift * gamma + xhat * (dgamma * gamma)) / count.clamp(min=1.0)
+                du = (dy * gamma - torch.where(keep, centred, 0.0)) * rstd
+            else:
+                du = dy * self.scale[t]
+        grads.append(torch.stack([dgamma, dshift]))
+        return du
+
+
+def _sum_steps(grads: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """dL/dγ and dL/dshift summed over the steps, from the `[2, F]` per-step entries."""
+    total = torch.stack(grads).sum(0)  # (2, F)
+    return total[0], total[1]
+
+
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+_tanh_backward = torch.ops.aten.tanh_backward
+_tanh_backward_into = torch.ops.aten.tanh_backward.grad_input
+
+
+def _tanh(x: Tensor, out: Tensor) -> Tensor:
+    """tanh(x) into ``out``; on CPU as 2σ(2x) − 1, which torch computes 2-4× faster than its tanh there."""
+    if x.device.type != "cpu":
+        return torch.tanh(x, out=out)
+    return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)
+
+
+def _gate_activations(pre: Tensor, out: Tensor, H: int) -> Tensor:
+    """σ(ĩ), σ(f̃), tanh(g̃), σ(õ) of ``pre`` `[B, 4H]` into ``out`` (``pre`` is overwritten)."""
+    if pre.device.type != "cpu":
+        torch.sigmoid(pre, out=out)
+        return torch.tanh(pre[:, 2 * H : 3 * H], out=out[:, 2 * H : 3 * H])
+    pre[:, 2 * H : 3 * H].mul_(2)
+    torch.sigmoid(pre, out=out)
+    return out[:, 2 * H : 3 * H].mul_(2).sub_(1)  # tanh(g̃) = 2σ(2g̃) − 1
+
+
+class _LinearFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            dx = _Linear(weight.t(), dy.shape[0])(dy)  # dy W: (N, K)
+        if ctx.needs_input_grad[1]:
+            dw = dy.t() @ x  # (M, K)
+        return dx, dw
+
+
+def linear(x: Tensor, weight: Tensor) -> Tensor:
+    """``F.linear(x, weight)`` without bias, `[..., K]` -> `[..., M]` for weight `[M, K]`.
+
+    On CPU in float32 the forward and the input gradient run oneDNN's kernels (first-order gradients
+    only); elsewhere it is ``F.linear``.
+    """
+    if not _use_onednn(weight) or x.dtype != weight.dtype or x.device != weight.device:
+        return F.linear(x, weight)
+    lead = x.shape[:-1]
+    y = _LinearFn.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous())  # (N, M)
+    return y.reshape(*lead, weight.shape[0])  # (..., M)
+
+
+class _WeightGrad:
+    """dL/dW_h = Σ_t du_tᵀ h_{t-1}, collected step by step and computed as one matmul at the end.
+
+    With oneDNN the du_t are laid out once as one `[4H, T·B]` matrix (the layout its kernel wants);
+    otherwise they are stacked and multiplied with ``torch.mm``.
+    """
+
+    def __init__(self, like: Tensor) -> None:
+        self.onednn = _use_onednn(like)
+        self.dus: list[Tensor] = []
+
+    def add(self, du: Tensor) -> None:
+        """Record du_t `[B, 4H]`, from t = T-1 down to 0."""
+        self.dus.append(du)
+
+    def result(self, hs: Tensor, du_all: Tensor | None = None) -> Tensor:
+        """Σ_t du_tᵀ h_{t-1} `[4H, H]` given hs `[T, B, H]` (h_{t-1} of every step); ``du_all`` `[T, B, 4H]`
+        replaces the recorded du where the caller has them as one tensor already."""
+        T, B, H = hs.shape
+        if du_all is None:
+            du_all = torch.stack(self.dus[::-1])  # (T, B, 4H)
+        du_flat = du_all.reshape(T * B, -1)  # (T*B, 4H)
+        if not self.onednn:
+            return du_flat.t() @ hs.reshape(T * B, H)
+        dut = du_flat.t().contiguous()  # (4H, T*B)
+        hst = hs.reshape(T * B, H).t().contiguous()  # (H, T*B)
+        return torch.ops.mkldnn._linear_pointwise(dut, hst, None, "none", [], "")
+
+
+class _Loop(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ix, h0, c0, w, g1, s1, gc, bc, mask, variant, training, eps, running_1, running_c):
+        B, T, G = ix.shape
+        H = G // 4
+        full, summed = variant == "full", variant == "summed"
+        new = ix.new_empty
+        ixT = ix.transpose(0, 1)  # (T, B, 4H)
+        linear = _Linear(w, B)  # h ↦ W_h h
+        norm_1 = _StepNorm(training[0], running_1, g1, s1, eps) if (full or summed) else None
+        norm_c = _StepNorm(training[1], running_c, gc, bc, eps) if full else None
+        act = new(T, B, G)  # σ(i), σ(f), tanh(g), σ(o)
+        cn = new(T, B, H)  # c_t of every row (input of BN of c), before padded rows are restored
+        tc = new(T, B, H)  # tanh(BN(c_t)) or tanh(c_t)
+        ys = new(T, B, H)
+        us = [] if norm_1 is not None else None  # input of the gate normalisation, per step
+        hs = cs = None
+        if mask is not None:  # carried states differ from the new ones on padded rows: keep them
+            hs, cs = new(T + 1, B, H), new(T + 1, B, H)
+            hs[0], cs[0] = h0, c0
+            count = mask.sum(0).to(ix.dtype)  # (T,)
+        else:
+            count = torch.full((T,), B, dtype=ix.dtype, device=ix.device)
+        h, c = h0, c0
+        for t in range(T):
+            keep = None if mask is None else mask[:, t, None]  # (B, 1)
+            n_t = None if mask is None else count[t]  # rows counted at step t
+            if summed:  # BN(W_x x + W_h h; γ, 0) + b
+                u = linear(h, add=ixT[t])
+                us.append(u)
+                pre = norm_1.forward(u, g1, s1, t, keep, n_t)
+            elif full:  # BN(W_h h; γ_h, 0) + [BN(W_x x; γ_x, 0) + b]   (eq. 6)
+                u = linear(h)
+                us.append(u)
+                pre = norm_1.forward(u, g1, None, t, keep, n_t).add_(ixT[t])
+            else:  # W_h h + [BN(W_x x; γ_x, 0) + b]
+                pre = linear(h, add=ixT[t])
+            a = act[t]
+            _gate_activations(pre, a, H)
+            i, f, g, o = a.chunk(4, 1)
+            c_new = torch.addcmul(f * c, i, g, out=cn[t])  # eq. 7
+            chat = norm_c.forward(c_new, gc, bc, t, keep, n_t) if full else c_new
+            _tanh(chat, out=tc[t])
+            h_new = torch.mul(o, tc[t], out=ys[t])  # eq. 8
+            if keep is None:
+                h, c = h_new, c_new
+            else:
+                h = torch.where(keep, h_new, h, out=hs[t + 1])
+                c = torch.where(keep, c_new, c, out=cs[t + 1])
+                ys[t].mul_(keep)
+        stats = []
+        for norm in (norm_1, norm_c):
+            if norm is not None:
+                norm.finish()
+            stats += norm.batch_stats() if norm is not None and norm.training else [new(0), new(0)]
+        stats.append(count.clone())
+        ctx.save_for_backward(h0, c0, w, g1, gc, mask)
+        ctx.shape = (B, T, G)
+        ctx.norms = (norm_1, norm_c)
+        ctx.buffers = (hs, cs, act, cn, tc, us, ys, count)
+        ctx.variant = variant
+        ctx.mark_non_differentiable(*stats)
+        return ys.transpose(0, 1), h.clone(), c.clone(), *stats
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dh, dc, *_):
+        h0, c0, w, g1, gc, mask = ctx.saved_tensors
+        hs, cs, act, cn, tc, us, ys, count = ctx.buffers
+        norm_1, norm_c = ctx.norms
+        full, summed = ctx.variant == "full", ctx.variant == "summed"
+        B, T, G = ctx.shape
+        H = G // 4
+        if hs is None:  # no padding: h_{t-1} = y_{t-1} and c_{t-1} = c_new of step t-1
+            hs = torch.cat([h0[None], ys[: T - 1]])  # (T, B, H)
+        dyT = dy.transpose(0, 1)  # (T, B, H)
+        dpre_all = dy.new_empty(T, B, G)  # dL/d pre_t
+        dw = _WeightGrad(dy)
+        grads_1: list[Tensor] = []  # per step [dL/dγ, dL/dshift] of each normalisation
+        grads_c: list[Tensor] = []
+        dgrad = dy.new_empty(B, G)
+        linear = _Linear(w.t(), B)  # du ↦ W_hᵀ du
+        for t in reversed(range(T)):
+            keep = None if mask is None else mask[:, t, None]  # (B, 1)
+            n_t = None if mask is None else count[t]  # rows counted at step t
+            dh_new = dh + dyT[t]
+            dc_new = dc
+            if keep is not None:  # padded rows: state passed through, output 0
+                dh_new = torch.where(keep, dh_new, 0.0)
+                dc_new = torch.where(keep, dc, 0.0)
+                dh_skip, dc_skip = torch.where(keep, 0.0, dh), torch.where(keep, 0.0, dc)
+            a = act[t]
+            i, f, g, o = a.chunk(4, 1)
+            dchat = _tanh_backward(dh_new * o, tc[t])  # through h = σ(o) tanh(ĉ)
+            if full:
+                dchat = norm_c.backward(dchat, cn[t], gc, t, keep, n_t, grads_c)
+            dc_new = dc_new + dchat
+            # dL/d(σ(i), σ(f), tanh(g), σ(o)), then through σ' = σ(1−σ) and tanh' = 1−tanh²
+            torch.mul(dc_new, g, out=dgrad[:, :H])
+            c_prev = cs[t] if cs is not None else (c0 if t == 0 else cn[t - 1])
+            torch.mul(dc_new, c_prev, out=dgrad[:, H : 2 * H])
+            torch.mul(dc_new, i, out=dgrad[:, 2 * H : 3 * H])
+            torch.mul(dh_new, tc[t], out=dgrad[:, 3 * H :])
+            dpre = _sigmoid_backward(dgrad, a, grad_input=dpre_all[t])
+            _tanh_backward_into(dgrad[:, 2 * H : 3 * H], g, grad_input=dpre[:, 2 * H : 3 * H])
+            du = dpre if norm_1 is None else norm_1.backward(dpre, us[t], g1, t, keep, n_t, grads_1)
+            dw.add(du)
+            dh = linear(du)  # (B, H)
+            dc = dc_new * f
+            if keep is not None:
+                dh, dc = dh + dh_skip, dc + dc_skip
+        du_all = torch.stack(dw.dus[::-1]) if summed else dpre_all  # dL/d ix (u = ix + W_h h if summed)
+        dw = dw.result(hs[:T], None if full else du_all)  # (4H, H)
+        dix = du_all.transpose(0, 1)  # (B, T, 4H)
+        dg1 = ds1 = dgc = dbc = None
+        if norm_1 is not None:
+            dg1, ds1 = _sum_steps(grads_1)
+            ds1 = ds1 if summed else None
+        if norm_c is not None:
+            dgc, dbc = _sum_steps(grads_c)
+        return dix, dh, dc, dw, dg1, ds1, dgc, dbc, None, None, None, None, None, None
