@@ -33,6 +33,12 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def parameters(name: str) -> list[str]:
+    """The keyword arguments the factory of ``name`` accepts (empty for an unknown name)."""
+    factory = _REGISTRY.get(name)
+    return list(inspect.signature(factory).parameters) if factory else []
+
+
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Build a model by its registered name.
 

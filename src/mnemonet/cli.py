@@ -1,0 +1,272 @@
+"""The ``mnemonet`` command line (typer): train, eval, sample, summary, presets, demo.
+
+Every command maps a configuration error, a damaged checkpoint or a failed run to one line on
+standard error starting with ``error:`` and a non-zero exit code (2 for bad configuration or
+arguments, 1 for failures while running). Several processes: ``torchrun --nproc_per_node N -m
+mnemonet train PRESET ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="mnemonet",
+    help="Recurrent networks with memory: train them on memory tasks and look inside them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Config override KEY=VALUE (repeatable), e.g. --set trainer.lr=1e-3."),
+]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU intra-op threads.")]
+
+
+def _fail(err: Exception, code: int) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code)
+
+
+def _run_guarded(fn, *args, **kwargs):
+    """Call ``fn`` and turn the library's errors into one ``error:`` line and an exit code."""
+    from mnemonet.training.checkpoint import CheckpointError
+    from mnemonet.training.config import ConfigError
+    from mnemonet.training.trainer import TrainingError
+
+    try:
+        return fn(*args, **kwargs)
+    except ConfigError as err:
+        raise _fail(err, 2) from None
+    except (CheckpointError, TrainingError) as err:
+        raise _fail(err, 1) from None
+    except ValueError as err:
+        raise _fail(err, 2) from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    config: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[PRESET|YAML]", help="Preset name (see `mnemonet presets`) or YAML file; omit with --resume."
+        ),
+    ] = None,
+    overrides: SetOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<name>-<time>).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder.")] = None,
+    device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train a model from a preset or YAML config, or resume a run."""
+    from mnemonet.training.config import load_config
+    from mnemonet.training.run import read_run_config
+    from mnemonet.training.run import train as train_run
+
+    overrides = list(overrides or [])
+    if resume is None and config is None:
+        raise _fail(ValueError("train: give a preset or YAML file, or --resume RUN"), 2)
+    if resume is not None and config is not None:
+        raise _fail(ValueError("train: give either a config or --resume RUN, not both (use --set to change it)"), 2)
+    if resume is not None:
+        cfg = _run_guarded(read_run_config, resume, overrides)
+        source = resume.name
+    else:
+        cfg = _run_guarded(load_config, config, overrides)
+        source = Path(config).stem
+    result, run = _run_guarded(
+        train_run, cfg, out=out, resume=resume, device=device, threads=threads,
+        progress="off" if quiet else None, source=source,
+    )  # fmt: skip
+    from mnemonet.training.distributed import env_info
+
+    if env_info().rank == 0 and not quiet:
+        metric = f"valid_{run.task.primary_metric}"
+        value = result.last.get(metric)
+        shown = f", {metric} {value:.4g}" if isinstance(value, float) else ""
+        typer.echo(f"run {run.path}: step {result.step} ({result.reason}){shown}")
+
+
+# ----------------------------------------------------------------------------------------------
+# eval
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder.")],
+    overrides: SetOption = None,
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    checkpoint: Annotated[str, typer.Option(help="last, best, or a checkpoint .json path.")] = "last",
+    batches: Annotated[
+        int | None, typer.Option(min=1, help="Batches to average (default trainer.eval_batches).")
+    ] = None,
+    device: DeviceOption = None,
+) -> None:
+    """Evaluate a trained run on held-out seeded batches; writes eval_<split>.json in the run folder."""
+    from rich.table import Table
+
+    from mnemonet.training.checkpoint import atomic_write_text
+    from mnemonet.training.device import choose_device
+    from mnemonet.training.run import evaluate_run, load_run
+
+    if split not in ("valid", "test", "train"):
+        raise _fail(ValueError(f"--split: expected 'valid', 'test' or 'train', got {split!r}"), 2)
+    dev = _run_guarded(choose_device, device or "auto")
+    loaded = _run_guarded(load_run, run, checkpoint, list(overrides or []), dev)
+    metrics = _run_guarded(evaluate_run, loaded, split, batches, None, dev)
+    table = Table(title=f"{run} @ step {loaded.step} ({split})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    _console().print(table)
+    record = {"step": loaded.step, "split": split, "checkpoint": checkpoint, "overrides": list(overrides or []),
+              **metrics}  # fmt: skip
+    atomic_write_text(run / f"eval_{split}.json", json.dumps(record, indent=1) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# sample
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def sample(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder of a character language model.")],
+    temperature: Annotated[float, typer.Option(min=0.0, help="Softmax temperature (0 = greedy).")] = 1.0,
+    length: Annotated[int, typer.Option(min=0, help="Characters to generate.")] = 200,
+    prime: Annotated[str, typer.Option(help="Text to start from.")] = "The ",
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    checkpoint: Annotated[str, typer.Option(help="last, best, or a checkpoint .json path.")] = "last",
+) -> None:
+    """Generate text from a trained character-level language model."""
+    import torch
+
+    from mnemonet.training.run import load_run
+
+    loaded = _run_guarded(load_run, run, checkpoint)
+    if not hasattr(loaded.task, "sample_text"):
+        raise _fail(ValueError(f"sample: run {run} trained task {loaded.config.task.name!r}, not a text task"), 2)
+    gen = torch.Generator().manual_seed(seed)
+    text = _run_guarded(loaded.task.sample_text, loaded.model, prime, length, temperature, gen)
+    typer.echo(prime + text)
+
+
+# ----------------------------------------------------------------------------------------------
+# summary
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def summary(
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Model name (e.g. lstm), preset, YAML file or run folder.")
+    ],
+    overrides: SetOption = None,
+    input_size: Annotated[int, typer.Option(min=1, help="Input size for a bare model name.")] = 8,
+    seq_len: Annotated[int, typer.Option(min=1, help="Sequence length of the dummy input.")] = 10,
+) -> None:
+    """Print a Keras-style table of a model's layers, output shapes and parameters.
+
+    With a model name, --set gives its keywords (``--set hidden_size=64``); with a preset, YAML or run,
+    --set overrides the config (``--set model.hidden_size=64``) and sizes come from the task.
+    """
+    from mnemonet.models.registry import available, build
+    from mnemonet.models.summary import summary as model_summary
+    from mnemonet.training.config import ConfigError, load_config, parse_override
+    from mnemonet.training.run import build_model, build_task, read_run_config
+
+    overrides = list(overrides or [])
+    if model in available():
+        kwargs = {}
+        for text in overrides:
+            path, value = _run_guarded(parse_override, text)
+            key = path[-1] if len(path) == 1 or path[0] == "model" else None
+            if key is None or len(path) > 2:
+                raise _fail(ConfigError(f"{text.split('=')[0]}: with a model name, --set takes the model's "
+                                        "keywords (e.g. hidden_size=64)"), 2)  # fmt: skip
+            kwargs[key] = value
+        if "hidden_size" not in kwargs and "hidden_size" in _params(model):
+            kwargs["hidden_size"] = 32
+        net = _run_guarded(build, model, input_size=input_size, **kwargs)
+        size = input_size
+    else:
+        if Path(model).is_dir():
+            cfg = _run_guarded(read_run_config, model, overrides)
+        else:
+            cfg = _run_guarded(load_config, model, overrides)
+        task = _run_guarded(build_task, cfg)
+        net = _run_guarded(build_model, cfg, task)
+        size = task.input_size
+    typer.echo(str(_run_guarded(model_summary, net, (1, seq_len, size))))
+
+
+def _params(name: str) -> list[str]:
+    from mnemonet.models import registry
+
+    return registry.parameters(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# presets, demo
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def presets() -> None:
+    """List the presets shipped with mnemonet, with their descriptions."""
+    from rich.table import Table
+
+    from mnemonet.training.presets import list_presets
+
+    table = Table(title="mnemonet presets (use: mnemonet train NAME)")
+    table.add_column("preset", no_wrap=True)
+    table.add_column("description")
+    for name, desc in list_presets().items():
+        table.add_row(name, desc)
+    _console().print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/demo-<time>).")] = None,
+    threads: ThreadsOption = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: the preset's).")] = None,
+    device: DeviceOption = None,
+    trials: Annotated[int, typer.Option(min=1, help="Test trials per delay.")] = 1000,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table.")] = False,
+) -> None:
+    """Train a GRU on delayed recall of digits with the delay curriculum, then test accuracy vs delay."""
+    from mnemonet.training.demo import run_demo
+
+    _run_guarded(run_demo, out=out, threads=threads, steps=steps, device=device, quiet=quiet, trials=trials)
+
+
+def main() -> None:
+    """Entry point of the ``mnemonet`` script and ``python -m mnemonet``."""
+    app(prog_name="mnemonet")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
