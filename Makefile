@@ -18,7 +18,7 @@ demo: install
 	$(VENV)/bin/mnemonet demo
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks experiments
 
 test: lint
 	$(PY) -m pytest
