@@ -1,10 +1,11 @@
 """Models: cells, the time loop, composition, and the registry behind ``mnemonet.build``."""
 
-from mnemonet.models import bn_lstm, brims, cells, rims  # registers the models by name
+from mnemonet.models import bn_lstm, brims, cells, dnc, rims  # registers the models by name
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.bn_lstm import BNLSTMCell, recompute_statistics
 from mnemonet.models.brims import BRIMsCell
 from mnemonet.models.cells import GRUCell, GRUState, LSTMCell, LSTMState, RNNCell, RNNState
+from mnemonet.models.dnc import DNCCell
 from mnemonet.models.readout import Outputs, Readout
 from mnemonet.models.recurrent import Bidirectional, BiState, Recurrent, Stacked, reverse_padded
 from mnemonet.models.registry import available, build, register
@@ -17,6 +18,7 @@ __all__ = [
     "BiState",
     "Bidirectional",
     "Cell",
+    "DNCCell",
     "GRUCell",
     "GRUState",
     "LSTMCell",
@@ -37,6 +39,7 @@ __all__ = [
     "brims",
     "build",
     "cells",
+    "dnc",
     "recompute_statistics",
     "register",
     "reverse_padded",

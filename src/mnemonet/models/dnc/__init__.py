@@ -1,0 +1,26 @@
+"""The Differentiable Neural Computer (Graves et al., Nature 2016): addressing functions, memory access, cell.
+
+``build("dnc", input_size, output_size, hidden_size, memory_size, word_size, num_reads, ...)`` returns a
+``Recurrent`` around a :class:`DNCCell`. The equations live in :mod:`.addressing` (dense) and
+:mod:`.sparse_link`; :mod:`.access` composes them into one memory step; :mod:`.trace` records a run.
+"""
+
+from mnemonet.models.dnc import addressing
+from mnemonet.models.dnc.access import (
+    AccessInfo,
+    AccessState,
+    LinkState,
+    MemoryAccess,
+    SparseLinkState,
+    access_step,
+    initial_access_state,
+)
+from mnemonet.models.dnc.cell import DNCCell, DNCState, build_dnc
+from mnemonet.models.dnc.interface import Interface, interface_size, split_interface
+from mnemonet.models.dnc.trace import Trace, run_with_trace, stack_trace
+
+__all__ = [
+    "AccessInfo", "AccessState", "DNCCell", "DNCState", "Interface", "LinkState", "MemoryAccess",
+    "SparseLinkState", "Trace", "access_step", "addressing", "build_dnc", "initial_access_state",
+    "interface_size", "run_with_trace", "split_interface", "stack_trace",
+]  # fmt: skip

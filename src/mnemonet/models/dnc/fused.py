@@ -1,0 +1,288 @@
+"""A fused memory step for the paper's DNC: all of ``access_step`` as one autograd node, backward by hand.
+
+The composed step (``access.access_step``) records about a hundred small operations per time step in the
+autograd graph; on a CPU their per-operation overhead, not arithmetic, sets the speed. This module computes
+the same function from the raw interface vector ξ_t to the new state in about fifty tensor operations and
+its vector-Jacobian product in about a hundred, with one autograd node per step, and saves no N × N
+temporaries besides the link matrices themselves. It covers the paper's configuration (one write head,
+dense link, no Csordás & Schmidhuber options); the model falls back to the composed step otherwise.
+
+The forward pass follows the equations of ``addressing`` in the paper's order; the backward pass applies
+the chain rule to them in reverse (each block below names what it differentiates). Tests check values
+against ``access_step`` and gradients with ``torch.autograd.gradcheck`` in float64. Double backward is not
+supported (first derivatives, Jacobians and slow-point searches are).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from mnemonet.models.dnc.addressing import EPSILON
+
+_SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.default
+_CONSTANTS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
+_EYES: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _const(value: float, like: Tensor) -> Tensor:
+    """A cached 0-d tensor: tensor-tensor ops skip the per-call wrapping of Python scalars."""
+    key = (value, like.dtype, like.device)
+    out = _CONSTANTS.get(key)
+    if out is None:
+        out = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return out
+
+
+def _eye(R: int, device: torch.device) -> Tensor:
+    """`[1, R, R, 1]` bool identity, cached."""
+    key = (R, device)
+    out = _EYES.get(key)
+    if out is None:
+        out = _EYES[key] = torch.eye(R, dtype=torch.bool, device=device).reshape(1, R, R, 1)
+    return out
+
+
+def _is_owned(grad: Tensor) -> bool:
+    """Whether ``grad`` is a gradient this module's backward created for it (and so may update in place).
+
+    A step tags the memory and link gradients it returns only when that input came straight from
+    another fused step, so the tagged tensor reaches that step's backward alone (possibly with other
+    gradients summed into it by autograd, which then owns the sum). Accumulating into it in place spares
+    an allocation and a copy of `[B, N, W]` and `[B, N, N]` per step. Gradients from anywhere else (a
+    user's ``grad_outputs``, a hook, a node that hands one tensor to several inputs) are never modified.
+    """
+    return getattr(grad, "_mnemonet_owned", False)
+
+
+def _writable(grad: Tensor | None, like: Tensor) -> Tensor:
+    """A tensor holding ``grad`` (zeros if None) that may be updated in place."""
+    if grad is None:
+        return torch.zeros_like(like)
+    return grad if _is_owned(grad) else grad.clone()
+
+
+def _softmax_backward(grad: Tensor, out: Tensor) -> Tensor:
+    """VJP of softmax over the last axis: out ⊙ (grad − Σ grad ⊙ out)."""
+    return torch._softmax_backward_data(grad, out, -1, out.dtype)
+
+
+class FusedAccessStep(torch.autograd.Function):
+    """``(ξ, M, u, L, p, w^r_{t−1}, w^w_{t−1}) -> (r, M', u', L', p', w^r, w^w, a)`` for one write head.
+
+    Shapes: ξ `[B, Z]` (layout of ``interface.split_interface`` with Hw = 1 and no options), M `[B, N, W]`,
+    u `[B, N]`, L `[B, 1, N, N]`, p `[B, 1, N]`, w^r `[B, R, N]`, w^w `[B, 1, N]`; outputs alike, r `[B, R, W]`
+    and the allocation weighting a `[B, 1, N]` (not differentiable; for traces).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        xi: Tensor,
+        memory: Tensor,
+        usage: Tensor,
+        link: Tensor,
+        prec: Tensor,
+        prev_read: Tensor,
+        prev_write: Tensor,
+        num_reads: int,
+        word_size: int,
+    ) -> tuple[Tensor, ...]:
+        R, W = num_reads, word_size
+        B = xi.shape[0]
+        one, eps = _const(1.0, xi), _const(EPSILON, xi)
+        L, p, ww_prev = link[:, 0], prec[:, 0], prev_write[:, 0]  # (B, N, N), (B, N), (B, N)
+
+        # ξ_t -> controls (interface.split_interface with Hw = 1): raw | oneplus | sigmoid | softmax
+        keys_flat, v, plus_raw, sig_raw, soft_raw = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], 1)
+        keys = keys_flat.reshape(B, R + 1, W)  # read keys then the write key, (B, R+1, W)
+        beta = F.softplus(plus_raw).add_(one)  # β = oneplus(β̂): β^r then β^w, (B, R+1)
+        sg = torch.sigmoid(sig_raw)  # e | f | g^a | g^w, (B, W + R + 2)
+        e_row, f, ga, gw = sg[:, :W].unsqueeze(1), sg[:, W : W + R], sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
+        pi = torch.softmax(soft_raw.reshape(B, R, 3, 1), -2)  # π: backward, content, forward, (B, R, 3, 1)
+
+        # keys scaled once: q = β k / sqrt(|k|² + ε), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
+        k_inv = torch.rsqrt(torch.linalg.vector_norm(keys, dim=-1).square_().add_(eps))  # (B, R+1)
+        scale = beta * k_inv
+        q = keys * scale.unsqueeze(-1)  # (B, R+1, W)
+
+        # ψ_t = Π_i (1 − f^i w^{r,i}_{t−1}); u_t = (u + w^w − u ⊙ w^w) ⊙ ψ_t
+        terms = torch.addcmul(one, f.unsqueeze(-1), prev_read, value=-1.0)  # (B, R, N)
+        psi = terms.prod(1)  # (B, N)
+        u_pre = torch.addcmul(usage, ww_prev, torch.sub(one, usage))
+        u_new = u_pre * psi
+
+        # c^w_t = C(M_{t−1}, k^w, β^w)
+        m_inv = torch.rsqrt(torch.linalg.vector_norm(memory, dim=-1).square_().add_(eps))  # (B, N)
+        dot_w = torch.bmm(q[:, R:], memory.transpose(1, 2)).squeeze(1)  # (B, N)
+        c_w = torch.softmax(dot_w * m_inv, -1)
+
+        # a_t: allocation from usage sorted ascending (ε + (1 − ε) u), exclusive cumulative product
+        su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), -1)
+        excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, N)
+        sa = torch.addcmul(excl, su, excl, value=-1.0)  # (1 − su_j) Π_{i<j} su_i
+        a = torch.empty_like(sa).scatter_(-1, phi, sa)
+
+        # w^w_t = g^w [g^a a + (1 − g^a) c^w]
+        mix = torch.lerp(c_w, a, ga)
+        ww = mix * gw  # (B, N)
+        w_col = ww.unsqueeze(-1)  # (B, N, 1)
+
+        # M_t = M_{t−1} ⊙ (E − w^w e^T) + w^w v^T
+        we = w_col * e_row  # w^w e^T, (B, N, W)
+        mem_new = torch.addcmul(memory, memory, we, value=-1.0).addcmul_(w_col, v.unsqueeze(1))
+
+        # L_t = (1 − w_i − w_j) L_{t−1} + w_i p_j with a zero diagonal; p_t = (1 − Σ w) p + w
+        L_new = torch.addcmul(L, w_col, L, value=-1.0)  # (1 − w_i) L, (B, N, N); then − w_j L + w_i p_j
+        L_new.addcmul_(L, ww.unsqueeze(1), value=-1.0).addcmul_(w_col, p.unsqueeze(1))
+        L_new.diagonal(dim1=1, dim2=2).zero_()
+        keep_p = torch.sub(one, ww.sum(-1, keepdim=True))  # (B, 1)
+        p_new = torch.addcmul(ww, keep_p, p)
+
+        # c^r_t = C(M_t, k^r, β^r); f_t = L_t w^r_{t−1}, b_t = L_t^T w^r_{t−1}
+        mn_inv = torch.rsqrt(torch.linalg.vector_norm(mem_new, dim=-1).square_().add_(eps))  # (B, N)
+        Mn_T = mem_new.transpose(1, 2)  # (B, W, N)
+        dot_r = torch.bmm(q[:, :R], Mn_T)  # (B, R, N)
+        c_r = torch.softmax(dot_r * mn_inv.unsqueeze(1), -1)
+        fwd = torch.bmm(prev_read, L_new.transpose(1, 2))  # (B, R, N)
+        bwd = torch.bmm(prev_read, L_new)  # (B, R, N)
+
+        # w^r_t = π[0] b + π[1] c + π[2] f; r_t = M_t^T w^r_t
+        S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N)
+        wr = (pi * S).sum(2)  # (B, R, N); elementwise: a batched 1×3 @ 3×N matmul costs more
+        r = torch.bmm(wr, mem_new)  # (B, R, W)
+
+        ctx.save_for_backward(
+            keys, v, k_inv, scale, q, sg, pi, plus_raw, memory, usage, L, p, prev_read, ww_prev,
+            terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, mem_new, L_new, keep_p,
+            mn_inv, dot_r, c_r, S, wr,
+        )  # fmt: skip
+        ctx.dims = (R, W)
+        fused_node = FusedAccessStep._backward_cls  # type: ignore[attr-defined]
+        ctx.tag = (type(memory.grad_fn) is fused_node, type(link.grad_fn) is fused_node)  # see _is_owned
+        ctx.mark_non_differentiable(a)
+        ctx.set_materialize_grads(False)
+        return r, mem_new, u_new, L_new.unsqueeze(1), p_new.unsqueeze(1), wr, ww.unsqueeze(1), a.unsqueeze(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: Any,
+        g_r: Tensor | None,
+        g_Mn: Tensor | None,
+        g_un: Tensor | None,
+        g_Ln: Tensor | None,
+        g_pn: Tensor | None,
+        g_wr: Tensor | None,
+        g_ww: Tensor | None,
+        _g_a: Tensor | None,
+    ) -> tuple[Tensor | None, ...]:
+        (
+            keys, v, k_inv, scale, q, sg, pi, plus_raw, M, u, L, p, wr_prev, ww_prev,
+            terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, Mn, Ln, keep_p,
+            mn_inv, dot_r, c_r, S, wr,
+        ) = ctx.saved_tensors  # fmt: skip
+        R, W = ctx.dims
+        B = u.shape[0]
+        one = _const(1.0, u)
+        g_Mn = _writable(g_Mn, Mn)  # accumulated in place below
+        g_wr = torch.zeros_like(wr) if g_wr is None else g_wr
+        g_un = torch.zeros_like(u) if g_un is None else g_un
+        Mn_T = Mn.transpose(1, 2)  # (B, W, N)
+
+        # r = w^r M_t
+        if g_r is not None:
+            g_wr = torch.baddbmm(g_wr, g_r, Mn_T)
+            g_Mn.baddbmm_(wr.transpose(1, 2), g_r)
+        # w^r = π S
+        g_wr_3 = g_wr.unsqueeze(2)  # (B, R, 1, N)
+        g_pi = (S * g_wr_3).sum(-1, keepdim=True)  # (B, R, 3, 1)
+        g_S = pi * g_wr_3  # (B, R, 3, N)
+        g_bwd, g_cr, g_fwd = g_S.unbind(2)
+        # f = w^r_{t−1} L_t^T, b = w^r_{t−1} L_t: dLoss/dL_t = g_f^T w^r_{t−1} + (w^r_{t−1})^T g_b (+ from t+1)
+        lhs = torch.cat([g_fwd, wr_prev], 1).transpose(1, 2)  # (B, N, 2R)
+        rhs = torch.cat([wr_prev, g_bwd], 1)  # (B, 2R, N)
+        if g_Ln is None:
+            G = torch.bmm(lhs, rhs)  # (B, N, N)
+        elif _is_owned(g_Ln):
+            G = g_Ln.squeeze(1).baddbmm_(lhs, rhs)
+        else:
+            G = torch.baddbmm(g_Ln.squeeze(1), lhs, rhs)
+        g_wr_prev = torch.baddbmm(torch.bmm(g_fwd, Ln), g_bwd, Ln.transpose(1, 2))
+        # c^r = softmax(dot_r / |M_t|)
+        g_z = _softmax_backward(g_cr, c_r)
+        g_dot = g_z * mn_inv.unsqueeze(1)
+        g_qr = torch.bmm(g_dot, Mn)  # (B, R, W)
+        g_Mn.baddbmm_(g_dot.transpose(1, 2), q[:, :R])
+        g_minv = (g_z * dot_r).sum(1).mul_(mn_inv.pow(3))  # (B, N): d(1/|M|)/dM = −M / |M|³
+        g_Mn.addcmul_(g_minv.unsqueeze(-1), Mn, value=-1.0)
+        # p_t = (1 − Σ w) p + w
+        w_col, w_row = ww.unsqueeze(-1), ww.unsqueeze(1)  # (B, N, 1), (B, 1, N)
+        G.diagonal(dim1=1, dim2=2).zero_()
+        g_p = torch.bmm(w_row, G).squeeze(1)  # link: Σ_i G_ij w_i, (B, N)
+        GL = G * L
+        g_ww_t = torch.bmm(p.unsqueeze(1), G.transpose(1, 2)).squeeze(1).sub_(GL.sum(-1)).sub_(GL.sum(-2))
+        if g_ww is not None:
+            g_ww_t = g_ww_t.add_(g_ww.squeeze(1))
+        if g_pn is not None:
+            g_pn = g_pn.squeeze(1)
+            g_p = torch.addcmul(g_p, g_pn, keep_p)
+            g_ww_t = g_ww_t.add_(g_pn).sub_((g_pn * p).sum(-1, keepdim=True))
+        # L_t = mask ⊙ ((1 − w_i − w_j) L + w_i p_j)
+        g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, w_row, value=-1.0)  # reuses GL
+        # M_t = M ⊙ (1 − w e^T) + w v^T
+        g_M = torch.addcmul(g_Mn, g_Mn, we, value=-1.0)
+        gMM = g_Mn * M
+        ve = torch.stack([v, sg[:, :W]], 1)  # (B, 2, W)
+        g_ww_t = g_ww_t.add_(torch.bmm(ve[:, :1], g_Mn.transpose(1, 2)).squeeze(1))  # row-vector products:
+        g_ww_t = g_ww_t.sub_(torch.bmm(ve[:, 1:], gMM.transpose(1, 2)).squeeze(1))  # bmm is slow on columns
+        g_e = torch.bmm(w_row, gMM).squeeze(1).neg_()  # (B, W)
+        g_v = torch.bmm(w_row, g_Mn).squeeze(1)  # (B, W)
+        # w^w = g^w lerp(c^w, a, g^a)
+        ga, gw = sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
+        g_gw = (g_ww_t * mix).sum(-1, keepdim=True)
+        g_mix = g_ww_t * gw
+        g_a = g_mix * ga
+        g_cw = g_mix - g_a
+        g_ga = (g_mix * (a - c_w)).sum(-1, keepdim=True)
+        # a = scatter((1 − su_j) Π_{i<j} su_i)
+        g_sa = g_a.gather(-1, phi)
+        csum = (g_sa * sa).cumsum(-1)  # through Π_{i<j} su_i: Σ_{j>i} g_j sa_j / su_i
+        g_su = torch.addcmul((csum[:, -1:] - csum).div_(su), g_sa, excl, value=-1.0)
+        g_un = torch.empty_like(g_su).scatter_(-1, phi, g_su).mul_(1.0 - EPSILON).add_(g_un)
+        # c^w = softmax(dot_w / |M|)
+        g_zw = _softmax_backward(g_cw, c_w)
+        g_dotw = g_zw * m_inv
+        g_qw = torch.bmm(g_dotw.unsqueeze(1), M)  # (B, 1, W)
+        g_M.baddbmm_(g_dotw.unsqueeze(-1), q[:, R:])
+        g_M.addcmul_((g_zw * dot_w).mul_(m_inv.pow(3)).unsqueeze(-1), M, value=-1.0)
+        # u_t = u_pre ⊙ ψ, u_pre = u + w^w_{t−1} (1 − u)
+        g_psi = g_un * u_pre
+        g_upre = g_un * psi
+        g_u = g_upre * torch.sub(one, ww_prev)
+        g_ww_prev = g_upre * torch.sub(one, u)
+        # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
+        others = torch.where(_eye(R, terms.device), one, terms.unsqueeze(1)).prod(2)  # (B, R, N)
+        g_terms = others.mul_(g_psi.unsqueeze(1))
+        f = sg[:, W : W + R]
+        g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
+        g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f.unsqueeze(-1), value=-1.0)
+        # q = β k / sqrt(|k|² + ε): g_k = s g_q − s k_inv² (k·g_q) k, g_β = k_inv (k·g_q)
+        g_q = torch.cat([g_qr, g_qw], 1)  # (B, R+1, W)
+        kg = (keys * g_q).sum(-1)  # (B, R+1)
+        g_keys = torch.addcmul(g_q * scale.unsqueeze(-1), keys, (scale * k_inv.square() * kg).unsqueeze(-1), value=-1.0)
+        # nonlinearities back onto ξ
+        g_plus = kg.mul_(k_inv).mul_(torch.sigmoid(plus_raw))  # oneplus' = σ
+        g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), sg)
+        g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype).reshape(B, 3 * R)
+        g_xi = torch.cat([g_keys.reshape(B, (R + 1) * W), g_v, g_plus, g_sig, g_soft], -1)
+        g_L = g_L.unsqueeze(1)
+        if ctx.tag[0]:
+            g_M._mnemonet_owned = True  # type: ignore[attr-defined]  # see _is_owned
+        if ctx.tag[1]:
+            g_L._mnemonet_owned = True  # type: ignore[attr-defined]
+        return g_xi, g_M, g_u, g_L, g_p.unsqueeze(1), g_wr_prev, g_ww_prev.unsqueeze(1), None, None

@@ -1,0 +1,85 @@
+"""A fused LSTM step for the DNC's default controller: torch's LSTM equations as one autograd node.
+
+In a DNC the controller's input [x_t; r_{t−1}] depends on the previous step's memory reads, so torch's
+fused sequence kernels cannot run it. :class:`DNCCell` therefore runs the step loop itself; with an
+``LSTMCell`` controller it uses this module: W_ih x_t + b for all t in one matmul, then per step one node
+(:class:`LSTMStep`) for W_ih^(r) r_{t−1} + W_hh h_{t−1}, the gate nonlinearities and the cell update, with a
+hand-written backward. The equations are torch's (gate order i, f, g, o):
+
+    c_t = σ(a_f) ⊙ c_{t−1} + σ(a_i) ⊙ tanh(a_g),    h_t = σ(a_o) ⊙ tanh(c_t).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from mnemonet.models.cells import LSTMCell
+
+
+class LSTMStep(torch.autograd.Function):
+    """``(pre [B, 4H], r_{t−1} [B, R, W], h_{t−1}, c_{t−1} [B, H], W_rh) -> (h_t, c_t)``, one autograd node.
+
+    gates = pre + [r_{t−1}; h_{t−1}] W_rh^T with pre = W_ih^(x) x_t + b; then torch's LSTM cell update.
+    ∂L/∂W_rh is not formed here: the step's (input, gate gradient) pair goes to ``record`` and
+    :class:`~mnemonet.models.dnc.deferred.TimeShared` sums all steps in one matmul.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, pre: Tensor, r: Tensor, h: Tensor, c: Tensor, weight: Tensor, record: Any
+    ) -> tuple[Tensor, Tensor]:
+        H = c.shape[1]
+        rh = torch.cat([r.reshape(r.shape[0], -1), h], 1)  # [r_{t−1}; h_{t−1}], (B, R·W + H)
+        gates = torch.addmm(pre, rh, weight.t())  # (B, 4H)
+        act = torch.sigmoid(gates)  # the g block is replaced by tanh below
+        act[:, 2 * H : 3 * H] = torch.tanh(gates[:, 2 * H : 3 * H])
+        i, f, g, o = act.chunk(4, 1)
+        c_new = torch.addcmul(f * c, i, g)
+        tc = torch.tanh(c_new)
+        h_new = o * tc
+        ctx.save_for_backward(act, c, tc, rh, weight)
+        ctx.record = record
+        ctx.r_shape = r.shape
+        ctx.set_materialize_grads(False)
+        return h_new, c_new
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_h: Tensor | None, g_c: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        act, c, tc, rh, weight = ctx.saved_tensors
+        H = c.shape[1]
+        i, f, g, o = act.chunk(4, 1)
+        if g_h is None:
+            g_h = torch.zeros_like(tc)
+        g_ct = g_h * o * (1.0 - tc * tc)  # through h = o tanh(c_t)
+        if g_c is not None:
+            g_ct = g_ct + g_c
+        g_act = torch.cat([g_ct * g, g_ct * c, g_ct * i, g_h * tc], 1)  # d/d(i, f, g, o)
+        deriv = act * (1.0 - act)  # σ' = σ (1 − σ) ...
+        deriv[:, 2 * H : 3 * H] = 1.0 - g * g  # ... and tanh' = 1 − tanh² for the g block
+        g_gates = g_act.mul_(deriv)  # (B, 4H)
+        g_rh = torch.mm(g_gates, weight)  # (B, R·W + H)
+        ctx.record.inputs.append(rh)
+        ctx.record.grads.append(g_gates)
+        RW = rh.shape[1] - H
+        return g_gates, g_rh[:, :RW].reshape(ctx.r_shape), g_rh[:, RW:], g_ct * f, None, None
+
+
+def lstm_weights(cell: LSTMCell, input_size: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Split an LSTMCell's parameters for a controller whose input is [x_t (input_size); r_{t−1}].
+
+    Returns:
+        (W_x `[4H, input_size]`, total bias `[4H]` or None, W_rh `[4H, R·W + H]` = [W_ih^(r), W_hh]).
+    """
+    w_ih = cell.weight_ih
+    if not cell.has_bias:
+        bias = None
+    elif cell.single_bias:
+        bias = cell.bias
+    else:
+        bias = cell.bias_ih + cell.bias_hh
+    return w_ih[:, :input_size], bias, torch.cat([w_ih[:, input_size:], cell.weight_hh], 1)
