@@ -151,34 +151,42 @@ def _masked_stats(u: Tensor, keep: Tensor, count: Tensor, eps: float) -> tuple[T
 
 
 class _StepNorm:
-    """One batch normalisation inside the loop, BN(u; γ, shift) per step, forward and backward by hand.
+    """One batch normalisation inside the loop, ``factor`` · BN(u; γ, shift) per step, forward and backward by hand.
 
     In training it normalises with the batch statistics of each step (only rows where ``keep`` is
-    true count) and records them; in evaluation it uses the given per-step statistics.
+    true count) and records them; in evaluation it uses the given per-step statistics. ``factor``
+    scales the forward output only (the loop asks for 2·BN(c), the argument of 2σ(2x) − 1 = tanh x);
+    :meth:`backward` takes and returns gradients of the unscaled BN(u; γ, shift).
     """
 
-    def __init__(self, training: bool, running: tuple[Tensor, Tensor] | None, gamma: Tensor, shift, eps: float):
+    def __init__(self, training: bool, running: tuple[Tensor, Tensor] | None, gamma: Tensor, shift,
+                 eps: float, factor: float = 1.0) -> None:  # fmt: skip
         self.training = training
         self.eps = eps
         self.means: list[Tensor] = []  # per step, training
         self.rstds: list[Tensor] = []
+        # γ and shift of the forward output (× factor: exact for factor 2, so the output is exactly 2·BN)
+        self.gamma = gamma if factor == 1.0 else gamma * factor
+        self.shift = shift if factor == 1.0 or shift is None else shift * factor
         if not training:
             mean, var = running  # (T, F) each
             self.mean = mean
             self.rstd = torch.rsqrt(var + eps)
-            self.scale = self.rstd * gamma  # (T, F)
-            self.offset = -mean * self.scale if shift is None else shift - mean * self.scale  # (T, F)
+            self.scale = self.rstd * gamma  # (T, F): dBN/du
+            scale = self.rstd * self.gamma  # (T, F)
+            offset = -mean * scale if self.shift is None else self.shift - mean * scale  # (T, F)
+            self.scales, self.offsets = scale.unbind(0), offset.unbind(0)  # T × (F,)
 
-    def forward(self, u: Tensor, gamma: Tensor, shift: Tensor | None, t: int, keep, count: Tensor) -> Tensor:
-        """BN of step t's `[B, F]` input (eq. 5)."""
+    def forward(self, u: Tensor, t: int, keep, count: Tensor) -> Tensor:
+        """factor · BN of step t's `[B, F]` input (eq. 5)."""
         if not self.training:
-            return torch.addcmul(self.offset[t], u, self.scale[t])
+            return torch.addcmul(self.offsets[t], u, self.scales[t])
         if keep is None:
-            y, mean, rstd = _bn_forward(u, gamma, shift, None, None, True, 0.0, self.eps)
+            y, mean, rstd = _bn_forward(u, self.gamma, self.shift, None, None, True, 0.0, self.eps)
         else:
             mean, rstd = _masked_stats(u, keep, count, self.eps)
-            y = (u - mean) * (rstd * gamma)
-            y = y if shift is None else y + shift
+            y = (u - mean) * (rstd * self.gamma)
+            y = y if self.shift is None else y + self.shift
         self.means.append(mean)
         self.rstds.append(rstd)
         return y
@@ -194,8 +202,9 @@ class _StepNorm:
         """(mean, biased variance) `[T, F]` of a training pass."""
         return self.mean.clone(), self.rstd.pow(-2) - self.eps
 
-    def backward(self, dy: Tensor, u: Tensor, gamma: Tensor, t: int, keep, count: Tensor, grads: list) -> Tensor:
-        """dL/du for step t given dL/dy `[B, F]`; appends that step's (dL/dγ, dL/dshift) to ``grads``."""
+    def backward(self, dy: Tensor, u: Tensor, gamma: Tensor, t: int, keep, count: Tensor, grads: _Grads) -> Tensor:
+        """dL/du for step t given dL/dy `[B, F]` (y = BN(u; γ, shift)); appends that step's dL/dγ, dL/dshift
+        to ``grads``."""
         mean, rstd = self.mean[t], self.rstd[t]
         if self.training and keep is None:
             du, dgamma, dshift = _bn_backward(dy, u, gamma, None, None, mean, rstd, True, self.eps, [True] * 3)
@@ -209,14 +218,20 @@ class _StepNorm:
                 du = (dy * gamma - torch.where(keep, centred, 0.0)) * rstd
             else:
                 du = dy * self.scale[t]
-        grads.append(torch.stack([dgamma, dshift]))
+        grads.gamma.append(dgamma)
+        grads.shift.append(dshift)
         return du
 
 
-def _sum_steps(grads: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """dL/dγ and dL/dshift summed over the steps, from the `[2, F]` per-step entries."""
-    total = torch.stack(grads).sum(0)  # (2, F)
-    return total[0], total[1]
+class _Grads(NamedTuple):
+    """Per-step dL/dγ and dL/dshift `[F]` of one normalisation, collected by the backward loop."""
+
+    gamma: list[Tensor]
+    shift: list[Tensor]
+
+    def total(self) -> tuple[Tensor, Tensor]:
+        """dL/dγ and dL/dshift summed over the steps."""
+        return torch.stack(self.gamma).sum(0), torch.stack(self.shift).sum(0)
 
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
@@ -231,14 +246,28 @@ def _tanh(x: Tensor, out: Tensor) -> Tensor:
     return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)
 
 
-def _gate_activations(pre: Tensor, out: Tensor, H: int) -> Tensor:
-    """σ(ĩ), σ(f̃), tanh(g̃), σ(õ) of ``pre`` `[B, 4H]` into ``out`` (``pre`` is overwritten)."""
+def _gate_activations(pre: Tensor, out: Tensor, out_g: Tensor, H: int) -> None:
+    """σ(ĩ), σ(f̃), tanh(g̃), σ(õ) of ``pre`` `[B, 4H]` into ``out`` (``out_g``: its g block; ``pre`` is overwritten)."""
+    pre_g = pre[:, 2 * H : 3 * H]
     if pre.device.type != "cpu":
         torch.sigmoid(pre, out=out)
-        return torch.tanh(pre[:, 2 * H : 3 * H], out=out[:, 2 * H : 3 * H])
-    pre[:, 2 * H : 3 * H].mul_(2)
+        torch.tanh(pre_g, out=out_g)
+        return
+    pre_g.mul_(2)
     torch.sigmoid(pre, out=out)
-    return out[:, 2 * H : 3 * H].mul_(2).sub_(1)  # tanh(g̃) = 2σ(2g̃) − 1
+    out_g.mul_(2).sub_(1)  # tanh(g̃) = 2σ(2g̃) − 1
+
+
+def _step_views(x: Tensor) -> tuple[Tensor, ...]:
+    """The T steps of ``x`` `[T, ...]` as views, made in one call (cheaper than indexing every step)."""
+    return x.unbind(0)
+
+
+def _gate_views(act: Tensor, H: int) -> list[tuple[Tensor, ...]]:
+    """σ(i), σ(f), tanh(g), σ(o) of every step as views of ``act`` `[T, B, 4H]`: 4 lists of T `[B, H]`."""
+    T, B, _ = act.shape
+    blocks = act.view(T, B, 4, H)  # (T, B, 4, H)
+    return [blocks[:, :, k].unbind(0) for k in range(4)]
 
 
 class _LinearFn(torch.autograd.Function):
@@ -272,33 +301,19 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     return y.reshape(*lead, weight.shape[0])  # (..., M)
 
 
-class _WeightGrad:
-    """dL/dW_h = Σ_t du_tᵀ h_{t-1}, collected step by step and computed as one matmul at the end.
+def _weight_grad(du_all: Tensor, hs: Tensor) -> Tensor:
+    """dL/dW_h = Σ_t du_tᵀ h_{t-1} `[4H, H]` as one matmul, given du_all `[T, B, 4H]` and hs `[T, B, H]` (h_{t-1}).
 
-    With oneDNN the du_t are laid out once as one `[4H, T·B]` matrix (the layout its kernel wants);
-    otherwise they are stacked and multiplied with ``torch.mm``.
+    With oneDNN the operands are laid out once as `[4H, T·B]` and `[H, T·B]` (the layout its kernel
+    wants); otherwise ``torch.mm`` takes the transposed view.
     """
-
-    def __init__(self, like: Tensor) -> None:
-        self.onednn = _use_onednn(like)
-        self.dus: list[Tensor] = []
-
-    def add(self, du: Tensor) -> None:
-        """Record du_t `[B, 4H]`, from t = T-1 down to 0."""
-        self.dus.append(du)
-
-    def result(self, hs: Tensor, du_all: Tensor | None = None) -> Tensor:
-        """Σ_t du_tᵀ h_{t-1} `[4H, H]` given hs `[T, B, H]` (h_{t-1} of every step); ``du_all`` `[T, B, 4H]`
-        replaces the recorded du where the caller has them as one tensor already."""
-        T, B, H = hs.shape
-        if du_all is None:
-            du_all = torch.stack(self.dus[::-1])  # (T, B, 4H)
-        du_flat = du_all.reshape(T * B, -1)  # (T*B, 4H)
-        if not self.onednn:
-            return du_flat.t() @ hs.reshape(T * B, H)
-        dut = du_flat.t().contiguous()  # (4H, T*B)
-        hst = hs.reshape(T * B, H).t().contiguous()  # (H, T*B)
-        return torch.ops.mkldnn._linear_pointwise(dut, hst, None, "none", [], "")
+    T, B, H = hs.shape
+    du_flat = du_all.reshape(T * B, -1)  # (T*B, 4H)
+    if not _use_onednn(du_all):
+        return du_flat.t() @ hs.reshape(T * B, H)
+    dut = du_flat.t().contiguous()  # (4H, T*B)
+    hst = hs.reshape(T * B, H).t().contiguous()  # (H, T*B)
+    return torch.ops.mkldnn._linear_pointwise(dut, hst, None, "none", [], "")
 
 
 class _Loop(torch.autograd.Function):
@@ -307,60 +322,70 @@ class _Loop(torch.autograd.Function):
         B, T, G = ix.shape
         H = G // 4
         full, summed = variant == "full", variant == "summed"
+        cpu = ix.device.type == "cpu"
         new = ix.new_empty
-        ixT = ix.transpose(0, 1)  # (T, B, 4H)
         linear = _Linear(w, B)  # h ↦ W_h h
         norm_1 = _StepNorm(training[0], running_1, g1, s1, eps) if (full or summed) else None
-        norm_c = _StepNorm(training[1], running_c, gc, bc, eps) if full else None
+        # on CPU the normalisation of c returns 2·BN(c), so that tanh(BN(c)) = 2σ(2·BN(c)) − 1 takes no extra op
+        norm_c = _StepNorm(training[1], running_c, gc, bc, eps, 2.0 if cpu else 1.0) if full else None
         act = new(T, B, G)  # σ(i), σ(f), tanh(g), σ(o)
         cn = new(T, B, H)  # c_t of every row (input of BN of c), before padded rows are restored
         tc = new(T, B, H)  # tanh(BN(c_t)) or tanh(c_t)
-        ys = new(T, B, H)
+        hy = new(T + 1, B, H)  # h_0, then the outputs y_t: without padding, hy[t] is h_{t-1} of step t
+        hy[0] = h0
+        ys = hy[1:]  # (T, B, H)
+        # per-step views, made once
+        ixs, acts, cns, tcs, yss = (_step_views(v) for v in (ix.transpose(0, 1), act, cn, tc, ys))
+        gi, gf, gg, go = _gate_views(act, H)
         us = [] if norm_1 is not None else None  # input of the gate normalisation, per step
-        hs = cs = None
+        hs = cs = keeps = None
         if mask is not None:  # carried states differ from the new ones on padded rows: keep them
             hs, cs = new(T + 1, B, H), new(T + 1, B, H)
             hs[0], cs[0] = h0, c0
             count = mask.sum(0).to(ix.dtype)  # (T,)
+            keeps = _step_views(mask.t().unsqueeze(-1))  # T × (B, 1)
+            hss, css = _step_views(hs), _step_views(cs)
         else:
             count = torch.full((T,), B, dtype=ix.dtype, device=ix.device)
         h, c = h0, c0
         for t in range(T):
-            keep = None if mask is None else mask[:, t, None]  # (B, 1)
+            keep = None if mask is None else keeps[t]  # (B, 1)
             n_t = None if mask is None else count[t]  # rows counted at step t
             if summed:  # BN(W_x x + W_h h; γ, 0) + b
-                u = linear(h, add=ixT[t])
+                u = linear(h, add=ixs[t])
                 us.append(u)
-                pre = norm_1.forward(u, g1, s1, t, keep, n_t)
+                pre = norm_1.forward(u, t, keep, n_t)
             elif full:  # BN(W_h h; γ_h, 0) + [BN(W_x x; γ_x, 0) + b]   (eq. 6)
                 u = linear(h)
                 us.append(u)
-                pre = norm_1.forward(u, g1, None, t, keep, n_t).add_(ixT[t])
+                pre = norm_1.forward(u, t, keep, n_t).add_(ixs[t])
             else:  # W_h h + [BN(W_x x; γ_x, 0) + b]
-                pre = linear(h, add=ixT[t])
-            a = act[t]
-            _gate_activations(pre, a, H)
-            i, f, g, o = a.chunk(4, 1)
-            c_new = torch.addcmul(f * c, i, g, out=cn[t])  # eq. 7
-            chat = norm_c.forward(c_new, gc, bc, t, keep, n_t) if full else c_new
-            _tanh(chat, out=tc[t])
-            h_new = torch.mul(o, tc[t], out=ys[t])  # eq. 8
+                pre = linear(h, add=ixs[t])
+            _gate_activations(pre, acts[t], gg[t], H)
+            c_new = torch.mul(gf[t], c, out=cns[t]).addcmul_(gi[t], gg[t])  # eq. 7
+            if not full:
+                _tanh(c_new, out=tcs[t])
+            elif cpu:  # 2σ(2·BN(c)) − 1
+                torch.sigmoid(norm_c.forward(c_new, t, keep, n_t), out=tcs[t]).mul_(2).sub_(1)
+            else:
+                torch.tanh(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
+            h_new = torch.mul(go[t], tcs[t], out=yss[t])  # eq. 8
             if keep is None:
                 h, c = h_new, c_new
             else:
-                h = torch.where(keep, h_new, h, out=hs[t + 1])
-                c = torch.where(keep, c_new, c, out=cs[t + 1])
-                ys[t].mul_(keep)
+                h = torch.where(keep, h_new, h, out=hss[t + 1])
+                c = torch.where(keep, c_new, c, out=css[t + 1])
+                yss[t].mul_(keep)
         stats = []
         for norm in (norm_1, norm_c):
             if norm is not None:
                 norm.finish()
             stats += norm.batch_stats() if norm is not None and norm.training else [new(0), new(0)]
         stats.append(count.clone())
-        ctx.save_for_backward(h0, c0, w, g1, gc, mask)
+        ctx.save_for_backward(c0, w, g1, gc, mask)
         ctx.shape = (B, T, G)
         ctx.norms = (norm_1, norm_c)
-        ctx.buffers = (hs, cs, act, cn, tc, us, ys, count)
+        ctx.buffers = (hs, cs, act, cn, tc, us, hy, count)
         ctx.variant = variant
         ctx.mark_non_differentiable(*stats)
         return ys.transpose(0, 1), h.clone(), c.clone(), *stats
@@ -368,57 +393,62 @@ class _Loop(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh, dc, *_):
-        h0, c0, w, g1, gc, mask = ctx.saved_tensors
-        hs, cs, act, cn, tc, us, ys, count = ctx.buffers
+        c0, w, g1, gc, mask = ctx.saved_tensors
+        hs, cs, act, cn, tc, us, hy, count = ctx.buffers
         norm_1, norm_c = ctx.norms
-        full, summed = ctx.variant == "full", ctx.variant == "summed"
+        summed = ctx.variant == "summed"
         B, T, G = ctx.shape
         H = G // 4
         if hs is None:  # no padding: h_{t-1} = y_{t-1} and c_{t-1} = c_new of step t-1
-            hs = torch.cat([h0[None], ys[: T - 1]])  # (T, B, H)
-        dyT = dy.transpose(0, 1)  # (T, B, H)
+            hs = hy  # (T + 1, B, H)
+            c_prevs = (c0, *_step_views(cn)[: T - 1])
+        else:
+            c_prevs = _step_views(cs)
         dpre_all = dy.new_empty(T, B, G)  # dL/d pre_t
-        dw = _WeightGrad(dy)
-        grads_1: list[Tensor] = []  # per step [dL/dγ, dL/dshift] of each normalisation
-        grads_c: list[Tensor] = []
-        dgrad = dy.new_empty(B, G)
+        dgrad = dy.new_empty(B, G)  # dL/d(σ(i), σ(f), tanh(g), σ(o)) of one step
+        dg_i, dg_f, dg_g, dg_o = dgrad.chunk(4, 1)
+        dys, acts, cns, tcs, dpres = (_step_views(v) for v in (dy.transpose(0, 1), act, cn, tc, dpre_all))
+        gi, gf, gg, go = _gate_views(act, H)
+        dpre_gs = _gate_views(dpre_all, H)[2]
+        keeps = None if mask is None else _step_views(mask.t().unsqueeze(-1))  # T × (B, 1)
+        dus: list[Tensor] = []  # dL/du_t, t = T-1 .. 0
+        grads_1, grads_c = _Grads([], []), _Grads([], [])
         linear = _Linear(w.t(), B)  # du ↦ W_hᵀ du
         for t in reversed(range(T)):
-            keep = None if mask is None else mask[:, t, None]  # (B, 1)
+            keep = None if mask is None else keeps[t]  # (B, 1)
             n_t = None if mask is None else count[t]  # rows counted at step t
-            dh_new = dh + dyT[t]
+            dh_new = dh + dys[t]
             dc_new = dc
             if keep is not None:  # padded rows: state passed through, output 0
                 dh_new = torch.where(keep, dh_new, 0.0)
                 dc_new = torch.where(keep, dc, 0.0)
                 dh_skip, dc_skip = torch.where(keep, 0.0, dh), torch.where(keep, 0.0, dc)
-            a = act[t]
-            i, f, g, o = a.chunk(4, 1)
-            dchat = _tanh_backward(dh_new * o, tc[t])  # through h = σ(o) tanh(ĉ)
-            if full:
-                dchat = norm_c.backward(dchat, cn[t], gc, t, keep, n_t, grads_c)
+            dchat = _tanh_backward(dh_new * go[t], tcs[t])  # through h = σ(o) tanh(ĉ)
+            if norm_c is not None:
+                dchat = norm_c.backward(dchat, cns[t], gc, t, keep, n_t, grads_c)
             dc_new = dc_new + dchat
             # dL/d(σ(i), σ(f), tanh(g), σ(o)), then through σ' = σ(1−σ) and tanh' = 1−tanh²
-            torch.mul(dc_new, g, out=dgrad[:, :H])
-            c_prev = cs[t] if cs is not None else (c0 if t == 0 else cn[t - 1])
-            torch.mul(dc_new, c_prev, out=dgrad[:, H : 2 * H])
-            torch.mul(dc_new, i, out=dgrad[:, 2 * H : 3 * H])
-            torch.mul(dh_new, tc[t], out=dgrad[:, 3 * H :])
-            dpre = _sigmoid_backward(dgrad, a, grad_input=dpre_all[t])
-            _tanh_backward_into(dgrad[:, 2 * H : 3 * H], g, grad_input=dpre[:, 2 * H : 3 * H])
-            du = dpre if norm_1 is None else norm_1.backward(dpre, us[t], g1, t, keep, n_t, grads_1)
-            dw.add(du)
+            torch.mul(dc_new, gg[t], out=dg_i)
+            torch.mul(dc_new, c_prevs[t], out=dg_f)
+            torch.mul(dc_new, gi[t], out=dg_g)
+            torch.mul(dh_new, tcs[t], out=dg_o)
+            dpre = _sigmoid_backward(dgrad, acts[t], grad_input=dpres[t])
+            _tanh_backward_into(dg_g, gg[t], grad_input=dpre_gs[t])
+            du = dpre
+            if norm_1 is not None:
+                du = norm_1.backward(dpre, us[t], g1, t, keep, n_t, grads_1)
+                dus.append(du)
             dh = linear(du)  # (B, H)
-            dc = dc_new * f
+            dc = dc_new * gf[t]
             if keep is not None:
                 dh, dc = dh + dh_skip, dc + dc_skip
-        du_all = torch.stack(dw.dus[::-1]) if summed else dpre_all  # dL/d ix (u = ix + W_h h if summed)
-        dw = dw.result(hs[:T], None if full else du_all)  # (4H, H)
-        dix = du_all.transpose(0, 1)  # (B, T, 4H)
+        du_all = dpre_all if norm_1 is None else torch.stack(dus[::-1])  # dL/du_t: (T, B, 4H)
+        dw = _weight_grad(du_all, hs[:T])  # (4H, H)
+        dix = (du_all if summed else dpre_all).transpose(0, 1)  # dL/d ix (u = ix + W_h h if summed): (B, T, 4H)
         dg1 = ds1 = dgc = dbc = None
         if norm_1 is not None:
-            dg1, ds1 = _sum_steps(grads_1)
+            dg1, ds1 = grads_1.total()
             ds1 = ds1 if summed else None
         if norm_c is not None:
-            dgc, dbc = _sum_steps(grads_c)
+            dgc, dbc = grads_c.total()
         return dix, dh, dc, dw, dg1, ds1, dgc, dbc, None, None, None, None, None, None
