@@ -122,7 +122,8 @@ def steps_to(run_dir: Path, metric: str, level: float, higher_is_better: bool = 
 def train_arms(s: Settings) -> dict[str, list[dict]]:
     """Every arm x seed trained (or found done) and evaluated, seeds interleaved; ``{arm: [record per seed]}``."""
     overrides = [f"trainer.steps={s.steps}", f"trainer.eval_every={s.eval_every}",
-                 f"trainer.checkpoint_every={s.steps}", "trainer.tensorboard=false"]  # fmt: skip
+                 f"trainer.checkpoint_every={s.steps}", "trainer.tensorboard=false",
+                 "trainer.recompute_statistics=0"]  # validate on running averages: the comparison shown  # fmt: skip
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for seed in s.seeds:
         for arm, preset in ARMS.items():

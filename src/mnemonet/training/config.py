@@ -124,6 +124,9 @@ class TrainerConfig:
         tensorboard: write TensorBoard events.
         progress: ``auto``, ``bar``, ``lines`` or ``off`` (see :mod:`mnemonet.training.progress`).
         find_unused_parameters: passed to DistributedDataParallel (models with unused parameters).
+        recompute_statistics: before each held-out evaluation, re-estimate the population statistics of
+            batch-normalised recurrent cells (BN-LSTM) over this many training batches, as Cooijmans et al.
+            evaluate; 0 = use the running averages kept during training.
     """
 
     steps: int = 1000
@@ -154,6 +157,7 @@ class TrainerConfig:
     tensorboard: bool = True
     progress: str = "auto"
     find_unused_parameters: bool = False
+    recompute_statistics: int = 0
 
 
 @dataclass
@@ -352,7 +356,7 @@ def validate(config: RunConfig) -> RunConfig:
     for key in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every", "log_every",
                 "max_bad_steps", "decay_every"):  # fmt: skip
         _check_range(getattr(t, key), f"trainer.{key}", 1)
-    for key in ("warmup_steps", "seed"):
+    for key in ("warmup_steps", "seed", "recompute_statistics"):
         _check_range(getattr(t, key), f"trainer.{key}", 0)
     _check_range(t.keep_checkpoints, "trainer.keep_checkpoints", 1)
     if t.eval_batch_size is not None:

@@ -38,13 +38,14 @@ from mnemonet.training.checkpoint import (
     save_checkpoint,
     unpack,
 )
-from mnemonet.training.config import TrainerConfig
+from mnemonet.training.config import ConfigError, TrainerConfig
 from mnemonet.training.logging import METRICS_FILE, MetricsLog, truncate_metrics
 from mnemonet.training.optim import lr_at, make_optimizer, set_lr
 from mnemonet.training.progress import Progress
 from mnemonet.training.regularizers import ExtraLoss
 
 EVAL_SEEDS = {"valid": 1_000_003, "test": 2_000_003, "train": 3_000_017}
+RECOMPUTE_SEED = 4_000_037  # offset of the generator that draws batches for re-estimating BN statistics
 _LOWER_IS_BETTER = ("loss", "error", "bpc", "perplexity", "cost", "nll")
 
 
@@ -248,6 +249,8 @@ class Trainer:
         gen = torch.Generator().manual_seed(seed)
         if self.task.stateful and hasattr(self.task, "reset") and split != "train":
             self.task.reset(split)  # every evaluation reads the held-out stream from its start
+        if cfg.recompute_statistics and split != "train":
+            self._recompute_statistics()
         was_training = self.model.training
         self.model.eval()
         sums: dict[str, float] = {}
@@ -272,6 +275,24 @@ class Trainer:
         finally:
             self.model.train(was_training)
         return {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
+
+    def _recompute_statistics(self) -> None:
+        """Re-estimate batch-norm population statistics over ``recompute_statistics`` training batches.
+
+        The batches come from their own generator (seeded by the run seed and the step), so the
+        training stream and exact resume are unaffected.
+        """
+        from mnemonet.models.bn_lstm import recompute_statistics
+
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.seed + RECOMPUTE_SEED + self.step)
+        batches = (
+            self.task.sample(cfg.batch_size, gen, "train").to(self.device) for _ in range(cfg.recompute_statistics)
+        )
+        try:
+            recompute_statistics(self.model, batches)
+        except ValueError as err:
+            raise ConfigError(f"trainer.recompute_statistics: {err} (set it to 0 for this model)") from None
 
     def _evaluate_and_record(self, progress: Progress) -> dict[str, Any]:
         metrics = self.evaluate("valid")
