@@ -1,4 +1,4 @@
-"""The ``mnemonet`` command line (typer): train, eval, sample, summary, presets, demo.
+"""The ``mnemonet`` command line (typer): train, eval, analyze, report, sample, summary, presets, demo.
 
 Every command maps a configuration error, a damaged checkpoint or a failed run to one line on
 standard error starting with ``error:`` and a non-zero exit code (2 for bad configuration or
@@ -147,6 +147,66 @@ def eval_(
 
 
 # ----------------------------------------------------------------------------------------------
+# analyze, report
+# ----------------------------------------------------------------------------------------------
+
+
+def _require_run(run: Path) -> None:
+    """Exit 2 with one ``error:`` line unless ``run`` is a run folder (it holds ``config.yaml``)."""
+    if not run.is_dir():
+        raise _fail(ValueError(f"RUN {run}: no such folder"), 2)
+    if not (run / "config.yaml").is_file():
+        hint = "give a folder made by `mnemonet train`"
+        raise _fail(ValueError(f"RUN {run}: not a run folder (no config.yaml); {hint}"), 2)
+
+
+@app.command()
+def analyze(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder.")],
+    checkpoint: Annotated[str, typer.Option(help="best, last, or a checkpoint .json path.")] = "best",
+    delays: Annotated[
+        str | None, typer.Option(help="Delays for accuracy vs delay, e.g. 5,10,20,40 (default: from the run).")
+    ] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Test trials for the trajectories and per delay.")] = 512,
+    seed: Annotated[int, typer.Option(help="Seed of the test batches and slow-point searches.")] = 0,
+    slow_point_steps: Annotated[
+        int, typer.Option(min=1, help="Optimisation steps of each slow-point search (more: slower, more converged).")
+    ] = 5000,
+    device: Annotated[str | None, typer.Option("--device", help="cpu (default), cuda or cuda:N.")] = None,
+    threads: ThreadsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Analyse a trained run: figures, slow points and a self-contained report.html.
+
+    Writes RUN/analysis/ (PNG figures, slow_points.npz, summary.json) and RUN/report.html: training
+    curves, hidden-state PCA, and for delayed recall accuracy vs delay, slow points and slow-point speed
+    vs per-class accuracy; module rasters (RIMs/BRIMs) and memory maps (DNC) where the model has them.
+    """
+    from mnemonet.analysis.run_analysis import analyze_run, parse_delays
+    from mnemonet.training.device import choose_device, num_threads
+
+    _require_run(run)
+    chosen = _run_guarded(parse_delays, delays) if delays is not None else None
+    dev = _run_guarded(choose_device, device or "cpu")
+    with num_threads(threads):
+        path = _run_guarded(analyze_run, run, checkpoint, chosen, trials, seed, device=dev, progress=False if quiet
+                            else None, finder_kwargs={"max_steps": slow_point_steps})  # fmt: skip
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def report(run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder.")]) -> None:
+    """Rebuild RUN/report.html from RUN/analysis/ and the current training curves."""
+    from mnemonet.analysis.report import load_sections, rebuild_report
+
+    _require_run(run)
+    path = _run_guarded(rebuild_report, run)
+    typer.echo(f"report: {path}")
+    if not load_sections(run):
+        typer.echo(f"(training curves only: run `mnemonet analyze {run}` for the full analysis)")
+
+
+# ----------------------------------------------------------------------------------------------
 # sample
 # ----------------------------------------------------------------------------------------------
 
@@ -256,11 +316,15 @@ def demo(
     device: DeviceOption = None,
     trials: Annotated[int, typer.Option(min=1, help="Test trials per delay.")] = 1000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table.")] = False,
+    analyze_run: Annotated[
+        bool, typer.Option("--analyze/--no-analyze", help="End by analysing the run and writing report.html.")
+    ] = True,
 ) -> None:
-    """Train a GRU on delayed recall of digits with the delay curriculum, then test accuracy vs delay."""
+    """Train a GRU on delayed recall of digits with the delay curriculum, test accuracy vs delay, analyse it."""
     from mnemonet.training.demo import run_demo
 
-    _run_guarded(run_demo, out=out, threads=threads, steps=steps, device=device, quiet=quiet, trials=trials)
+    _run_guarded(run_demo, out=out, threads=threads, steps=steps, device=device, quiet=quiet, trials=trials,
+                 analyze=analyze_run)  # fmt: skip
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 import base64
 import json
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,3 +155,18 @@ def test_analysis_sections_need_an_input_without_phases(tmp_path):
         model, traj, tmp_path, input=torch.zeros(4), num_initial=4, finder_kwargs={"max_steps": 100}
     )
     assert [s.title for s in sections] == ["Hidden-state PCA", "Slow points"]
+
+
+def test_rebuild_report_from_a_relative_run_folder(tmp_path, monkeypatch):
+    import json
+
+    from mnemonet.analysis.report import rebuild_report
+
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    lines = [json.dumps({"step": s, "train_loss": 1.0 / s, "valid_accuracy": 0.1 * s}) for s in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    path = rebuild_report(Path("runs/x"))
+    assert path.resolve() == (run / "report.html").resolve()
+    assert "data:image/png;base64," in path.read_text()

@@ -71,10 +71,10 @@ def write_report(run_dir: str | Path, sections: Sequence[Section | tuple], title
     Raises:
         ValueError: an image is missing or not a PNG.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # image paths relative to the run are read against it, whatever the cwd
     analysis = run_dir / "analysis"
     analysis.mkdir(parents=True, exist_ok=True)
-    title = title or f"mnemonet analysis: {run_dir.resolve().name}"
+    title = title or f"mnemonet analysis: {run_dir.name}"
     body = [f"<h1>{html.escape(title)}</h1>"]
     for i, sec in enumerate(sections):
         sec = Section(*sec)
@@ -137,7 +137,7 @@ def load_sections(run_dir: str | Path) -> list[Section]:
 
 def training_section(run_dir: str | Path, keys: Sequence[str] | None = None) -> Section | None:
     """Training curves from ``run_dir/metrics.jsonl`` (written to ``analysis/training_curves.png``), or None."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     metrics = run_dir / "metrics.jsonl"
     if not metrics.is_file():
         return None

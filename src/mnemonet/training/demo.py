@@ -4,7 +4,9 @@ The demo trains the preset ``delayed_recall_gru-small`` (Haviv et al. 2019's del
 scikit-learn's 8x8 digits, a 100-unit GRU, the DeCu curriculum up to Tmax = 20), then measures the
 accuracy at the answer step for fixed delays from inside the trained range (at most Tmax - 1 = 19
 steps) out to several times it, on test images. It prints the table, saves
-``accuracy_vs_delay.png`` and ``accuracy_vs_delay.json`` in the run folder, and says where the run is.
+``accuracy_vs_delay.png`` and ``accuracy_vs_delay.json`` in the run folder, then analyses the run
+(:func:`mnemonet.analysis.run_analysis.analyze_run`: hidden-state PCA, slow points, slow-point speed vs
+per-class accuracy) and says where the run and its ``report.html`` are.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class DemoResult:
         trained_delays: ``(shortest, longest)`` delay seen in training at the final curriculum stage.
         train_seconds: wall-clock time of training.
         plot: path of ``accuracy_vs_delay.png``.
+        report: path of ``report.html``, or None when the demo ran without the analysis.
+        analysis_seconds: wall-clock time of the analysis (0 without it).
     """
 
     run_dir: Path
@@ -44,6 +48,8 @@ class DemoResult:
     trained_delays: tuple[int, int]
     train_seconds: float
     plot: Path
+    report: Path | None = None
+    analysis_seconds: float = 0.0
 
 
 def plot_accuracy_vs_delay(accuracy: dict[int, float], trained: tuple[int, int], title: str = "") -> bytes:
@@ -79,8 +85,9 @@ def run_demo(
     quiet: bool = False,
     delays: Sequence[int] = DEMO_DELAYS,
     trials: int = 1000,
+    analyze: bool = True,
 ) -> DemoResult:
-    """Train the demo preset, measure accuracy vs delay, print a table, save a plot.
+    """Train the demo preset, measure accuracy vs delay, print a table, save a plot, analyse the run.
 
     Args:
         out: run folder (default ``runs/demo-<time>``).
@@ -89,7 +96,9 @@ def run_demo(
         device: ``auto``, ``cpu``, ``cuda``, ``mps``.
         quiet: no progress bar and no printed table.
         delays: delays to test.
-        trials: test trials per delay.
+        trials: test trials per delay (and for the analysis's trajectories and per-class accuracy).
+        analyze: end with the analysis and ``report.html`` (about 10 s on 2 idle cores, most of it the two
+            slow-point searches).
     """
     from rich.console import Console
     from rich.table import Table
@@ -126,7 +135,21 @@ def run_demo(
         console.print(table)
         console.print(f"trained {result.step} steps in {seconds:.0f} s; curriculum {task.window}/{task.t_max}")
         console.print(f"run folder: {out}\nplot: {plot}")
-    return DemoResult(out, accuracy, trained, seconds, plot)
+    report, analysis_seconds = None, 0.0
+    if analyze:
+        from mnemonet.analysis.run_analysis import analyze_run
+
+        if not quiet:
+            console.print("analysing the run (PCA, slow points, speed vs accuracy) ...")
+        started = time.perf_counter()
+        with num_threads(threads if threads is not None else config.trainer.threads):
+            # "last" is the model measured above; its accuracy-vs-delay curve is reused
+            report = analyze_run(out, "last", trials=trials, seed=config.trainer.seed, device=dev, curve=accuracy,
+                                 progress=False if quiet else None)  # fmt: skip
+        analysis_seconds = time.perf_counter() - started
+        if not quiet:
+            console.print(f"analysed in {analysis_seconds:.0f} s; report: {report}")
+    return DemoResult(out, accuracy, trained, seconds, plot, report, analysis_seconds)
 
 
 __all__ = ["DEMO_DELAYS", "DEMO_PRESET", "DemoResult", "plot_accuracy_vs_delay", "run_demo"]

@@ -10,7 +10,8 @@ A run folder holds (DESIGN.md)::
 :func:`train` starts a run or, given ``resume``, continues the newest checkpoint of one. Model sizes
 come from the task: ``build(name, input_size=task.input_size, **kwargs)``, followed by a linear
 :class:`~mnemonet.models.readout.Readout` to ``task.output_size`` unless the model's factory takes
-``output_size`` itself.
+``output_size`` itself. ``model.init_from: RUN_DIR`` (or a checkpoint ``.json``) starts a new run from
+another run's weights (weights only: a fresh optimiser, step 0), e.g. to fine-tune with a regulariser.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from torch import nn
 
 from mnemonet.tasks.base import Curriculum, Task
 from mnemonet.training import distributed
-from mnemonet.training.checkpoint import CheckpointError, atomic_write_text, latest_checkpoint, list_checkpoints
+from mnemonet.training.checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+)
 from mnemonet.training.config import ConfigError, RunConfig, load_config
 from mnemonet.training.device import DEFAULT_THREADS, choose_device, num_threads
 from mnemonet.training.logging import MetricsLog
@@ -34,6 +41,7 @@ from mnemonet.training.regularizers import make_regularizer
 from mnemonet.training.trainer import FitResult, Trainer, load_model_tensors
 
 CONFIG_FILE = "config.yaml"
+INIT_FROM = "init_from"  # model.init_from: a run folder or checkpoint whose weights start a new run
 
 
 def build_task(config: RunConfig) -> Task:
@@ -74,6 +82,7 @@ def build_model(config: RunConfig, task: Task) -> nn.Module:
     from mnemonet.models.registry import build
 
     name, kwargs = config.model.name, dict(config.model.kwargs)
+    kwargs.pop(INIT_FROM, None)  # weights to start from, loaded by train(), not a model keyword
     torch.manual_seed(config.trainer.seed)
     try:
         if _takes_output_size(name):
@@ -81,6 +90,37 @@ def build_model(config: RunConfig, task: Task) -> nn.Module:
         return Readout(build(name, input_size=task.input_size, **kwargs), task.output_size)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model: {err}") from None
+
+
+def init_from_run(model: nn.Module, source: str | Path) -> Path:
+    """Load another run's model weights into ``model`` (weights only), for ``model.init_from``.
+
+    Args:
+        model: a model built from a config with the same model section (sizes must match).
+        source: a run folder (its ``best`` checkpoint, else its newest one) or a checkpoint ``.json``.
+
+    Returns:
+        The checkpoint the weights came from.
+
+    Raises:
+        ConfigError: ``source`` is neither a run folder nor a checkpoint; CheckpointError: no checkpoint,
+        damaged, or weights that do not fit ``model`` (names and shapes are named).
+    """
+    source = Path(source)
+    if source.is_dir():
+        if not (source / CONFIG_FILE).is_file():
+            raise ConfigError(f"model.{INIT_FROM}: {source} is not a run folder (no {CONFIG_FILE})")
+        ckdir = source / "checkpoints"
+        path = ckdir / "best.json" if (ckdir / "best.json").is_file() else latest_checkpoint(ckdir)
+        if path is None:
+            raise CheckpointError(f"model.{INIT_FROM}: {ckdir} holds no checkpoint")
+    elif source.suffix == ".json" and source.is_file():
+        path = source
+    else:
+        raise ConfigError(f"model.{INIT_FROM}: expected a run folder or a checkpoint .json, got {str(source)!r}")
+    tensors, _ = load_checkpoint(path)
+    load_model_tensors(model, tensors, path)
+    return path
 
 
 @dataclass
@@ -180,7 +220,15 @@ def _train(config, out, resume, dev, progress, source, info) -> tuple[FitResult,
             raise ConfigError(f"--out {run_dir}: already holds a run; use --resume {run_dir} to continue it")
     run = build_run(config)
     run.path = run_dir
-    extra = make_regularizer(config.regularizer.name, run.model, run.task, **config.regularizer.kwargs)
+    init = config.model.kwargs.get(INIT_FROM)
+    if init is not None and checkpoint is None:  # a resumed run takes its weights from its own checkpoint
+        if not isinstance(init, str):
+            raise ConfigError(f"model.{INIT_FROM}: expected a run folder or checkpoint path, got {init!r}")
+        init_from_run(run.model, init)
+    try:
+        extra = make_regularizer(config.regularizer.name, run.model, run.task, **config.regularizer.kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err) if str(err).startswith("regularizer") else f"regularizer: {err}") from None
     trainer = Trainer(run.model, run.task, config.trainer, run.curriculum, run_dir, dev, extra, progress)
     purge = None
     if checkpoint is not None:
@@ -223,7 +271,6 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", overrides: list[str]
     Raises:
         ConfigError: not a run folder; CheckpointError: no or damaged checkpoint.
     """
-    from mnemonet.training.checkpoint import load_checkpoint
     from mnemonet.training.checkpoint import unpack as _unpack
 
     run_dir = Path(run_dir)
@@ -261,5 +308,5 @@ def evaluate_run(run: Run, split: str = "test", batches: int | None = None, batc
     return trainer.evaluate(split, batches=batches, batch_size=batch_size)
 
 
-__all__ = ["CONFIG_FILE", "Run", "build_curriculum", "build_model", "build_run", "build_task", "default_run_dir",
-           "evaluate_run", "load_run", "read_run_config", "train"]  # fmt: skip
+__all__ = ["CONFIG_FILE", "INIT_FROM", "Run", "build_curriculum", "build_model", "build_run", "build_task",
+           "default_run_dir", "evaluate_run", "init_from_run", "load_run", "read_run_config", "train"]  # fmt: skip
