@@ -269,8 +269,8 @@ def summary(
             kwargs[key] = value
         if "hidden_size" not in kwargs and "hidden_size" in _params(model):
             kwargs["hidden_size"] = 32
-        net = _run_guarded(build, model, input_size=input_size, **kwargs)
-        size = input_size
+        size = kwargs.setdefault("input_size", input_size)
+        net = _run_guarded(build, model, **kwargs)
     else:
         if Path(model).is_dir():
             cfg = _run_guarded(read_run_config, model, overrides)

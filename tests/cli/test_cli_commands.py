@@ -137,6 +137,12 @@ def test_summary_of_a_model_name_and_of_a_preset(tiny_yaml):
     assert "readout" in result.output
     result = invoke("summary", "lstm", "--set", "hidden_sise=16")
     assert result.exit_code == 2 and "did you mean 'hidden_size'" in result.output
+    result = invoke("summary", "dnc", "--set", "hidden_size=16")
+    assert result.exit_code == 2 and "output_size, memory_size, word_size, num_reads: required by model 'dnc'" in (
+        result.output
+    )
+    result = invoke("summary", "gru", "--set", "input_size=5", "--set", "hidden_size=4")
+    assert result.exit_code == 0 and "Total params: 132" in result.output  # 3*4*(5 + 4) + 2*3*4
 
 
 def test_sample_from_a_char_model(tmp_path):

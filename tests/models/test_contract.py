@@ -101,6 +101,8 @@ def test_registry_errors_suggest_the_closest_name():
     with pytest.raises(ValueError, match="hiden_size: not an argument of model 'lstm'; did you mean 'hidden_size'"):
         mnemonet.build("lstm", input_size=3, hiden_size=4)
     assert {"rnn", "lstm", "gru"} <= set(mnemonet.available())
+    with pytest.raises(ValueError, match="hidden_size: required by model 'gru' but not given"):
+        mnemonet.build("gru", input_size=3)
 
 
 def test_tree_helpers():

@@ -47,7 +47,8 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         **kwargs: the factory's keyword arguments (sizes, options).
 
     Raises:
-        ValueError: unknown name or unknown keyword, with the closest valid spelling.
+        ValueError: unknown name or unknown keyword, with the closest valid spelling; missing required
+            arguments, by name.
     """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
@@ -61,4 +62,10 @@ def build(name: str, **kwargs: Any) -> nn.Module:
                 close = difflib.get_close_matches(key, params, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"{key}: not an argument of model {name!r}{hint} (expected one of {list(params)})")
+    missing = [
+        n for n, p in params.items() if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    missing = [n for n in missing if n not in kwargs]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: required by model {name!r} but not given")
     return factory(**kwargs)
