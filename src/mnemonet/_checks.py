@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
+
+
+def did_you_mean(name: object, options: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``options`` to ``name``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(name), list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def shape_str(shape: Sequence[int | str | None]) -> str:

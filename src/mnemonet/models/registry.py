@@ -6,12 +6,13 @@ factory with ``@register("name")``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
+
+from mnemonet._checks import did_you_mean
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -51,20 +52,16 @@ def build(name: str, **kwargs: Any) -> nn.Module:
             arguments, by name.
     """
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, _REGISTRY)
         raise ValueError(f"name: unknown model {name!r}{hint} (available: {', '.join(available())})")
     factory = _REGISTRY[name]
     params = inspect.signature(factory).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in kwargs:
             if key not in params:
-                close = difflib.get_close_matches(key, params, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, params)
                 raise ValueError(f"{key}: not an argument of model {name!r}{hint} (expected one of {list(params)})")
-    missing = [
-        n for n, p in params.items() if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    missing = [n for n, p in params.items() if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     missing = [n for n in missing if n not in kwargs]
     if missing:
         raise ValueError(f"{', '.join(missing)}: required by model {name!r} but not given")

@@ -6,11 +6,11 @@ ValueError with the closest valid spelling.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
+from mnemonet._checks import did_you_mean
 from mnemonet.tasks.base import Curriculum, Task
 from mnemonet.tasks.bits import AssociativeRecallTask, CopyTask, RepeatCopyTask
 from mnemonet.tasks.char_lm import CharLMTask
@@ -48,8 +48,7 @@ def available_curricula() -> list[str]:
 
 def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
     if name not in table:
-        close = difflib.get_close_matches(str(name), table, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, table)
         raise ValueError(f"name: unknown {kind} {name!r}{hint} (available: {', '.join(sorted(table))})")
     return table[name]
 
@@ -58,8 +57,7 @@ def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], kwargs: dic
     params = [p for i, p in enumerate(inspect.signature(factory).parameters) if i >= skip]
     for key in kwargs:
         if key not in params:
-            close = difflib.get_close_matches(key, params, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, params)
             raise ValueError(f"{key}: not an argument of {kind} {name!r}{hint} (expected one of {params})")
 
 

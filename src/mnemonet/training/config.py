@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mnemonet._checks import did_you_mean
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "exponential", "linear")
@@ -35,11 +36,6 @@ TOP_LEVEL_KEYS = ("description", "extends", "model", "task", "curriculum", "trai
 
 class ConfigError(ValueError):
     """A configuration key is unknown or its value is invalid; the message names the key."""
-
-
-def _suggest(key: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,7 +263,7 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            raise ConfigError(f"{full}: unknown key{_suggest(str(key), names)} (valid keys: {', '.join(names)})")
+            raise ConfigError(f"{full}: unknown key{did_you_mean(str(key), names)} (valid keys: {', '.join(names)})")
         kwargs[key] = _coerce(value, hints[key], full)
     return cls(**kwargs)
 
@@ -303,7 +299,7 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
         path, value = parse_override(text)
         if path[0] not in TOP_LEVEL_KEYS or path[0] == "extends":
             valid = [k for k in TOP_LEVEL_KEYS if k != "extends"]
-            raise ConfigError(f"{path[0]}: unknown section{_suggest(path[0], valid)} (valid: {', '.join(valid)})")
+            raise ConfigError(f"{path[0]}: unknown section{did_you_mean(path[0], valid)} (valid: {', '.join(valid)})")
         node = data
         cls: Any = RunConfig
         for depth, part in enumerate(path[:-1]):
@@ -311,7 +307,7 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
             if cls is not None:
                 hints = typing.get_type_hints(cls)
                 if part not in hints:
-                    raise ConfigError(f"{full}: unknown key{_suggest(part, hints)}")
+                    raise ConfigError(f"{full}: unknown key{did_you_mean(part, hints)}")
                 sub = hints[part]
                 cls = sub if dataclasses.is_dataclass(sub) and not issubclass(sub, NamedConfig) else None
             child = node.get(part)
@@ -325,7 +321,7 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
             hints = typing.get_type_hints(cls)
             if last not in hints:
                 full = ".".join(path)
-                raise ConfigError(f"{full}: unknown key{_suggest(last, hints)} (valid keys: {', '.join(hints)})")
+                raise ConfigError(f"{full}: unknown key{did_you_mean(last, hints)} (valid keys: {', '.join(hints)})")
         node[last] = value
     return data
 
@@ -337,7 +333,7 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
 
 def _check_choice(value: Any, key: str, choices: typing.Sequence[str]) -> None:
     if value not in choices:
-        raise ConfigError(f"{key}: expected one of {list(choices)}, got {value!r}{_suggest(str(value), choices)}")
+        raise ConfigError(f"{key}: expected one of {list(choices)}, got {value!r}{did_you_mean(str(value), choices)}")
 
 
 def _check_range(value: Any, key: str, low: float | None = None, high: float | None = None, *, open_low=False,

@@ -6,11 +6,11 @@ one-line summary ``mnemonet presets`` prints. A preset may start from another wi
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import yaml
 
+from mnemonet._checks import did_you_mean
 from mnemonet.training.config import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -51,8 +51,7 @@ def resolve(source: str | Path) -> Path:
         return presets[name]
     if name.endswith((".yaml", ".yml")) or "/" in name:
         raise ConfigError(f"config: no such file {name!r}")
-    close = difflib.get_close_matches(name, presets, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, presets)
     raise ConfigError(f"config: {name!r} is neither a YAML file nor a preset{hint} (see `mnemonet presets`)")
 
 

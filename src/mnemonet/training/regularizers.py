@@ -14,7 +14,6 @@ Registered here: ``memory_speed``, the memory regularisers of Haviv, Rivkind & B
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from mnemonet._checks import did_you_mean
 from mnemonet.tasks.base import Batch, Task
 
 
@@ -60,8 +60,7 @@ def make_regularizer(name: str | None, model: nn.Module, task: Task, **kwargs: A
     if name is None:
         return None
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, _REGISTRY)
         known = ", ".join(available_regularizers()) or "none registered"
         raise ValueError(f"regularizer.name: unknown regularizer {name!r}{hint} (available: {known})")
     return _REGISTRY[name](model=model, task=task, **kwargs)
@@ -98,8 +97,7 @@ def memory_speed(model: nn.Module, task: Task, **kwargs: Any) -> ExtraLoss:
     valid = own + finder
     for key in kwargs:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, valid)
             raise ValueError(f"regularizer.{key}: unknown key for memory_speed{hint} (valid keys: {', '.join(valid)})")
     for key, value in kwargs.items():  # YAML 1.1 reads "1e-3" (no dot) as a string
         if isinstance(value, str) and key in _FLOAT_KEYS:
