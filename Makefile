@@ -19,6 +19,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/ruff format --check src tests benchmarks experiments
 
 test: lint
 	$(PY) -m pytest
