@@ -16,7 +16,6 @@ what the paper does). It writes ``docs/results/bn_lstm.md`` and its figures; fin
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import statistics
@@ -26,7 +25,7 @@ from typing import Any
 
 import torch
 
-from common import fmt, markdown_table, mean_std, plot_curves, run_arm
+from common import cached, fmt, markdown_table, mean_std, plot_curves, run_arm
 from mnemonet.models import recompute_statistics
 from mnemonet.tasks.data import load_images
 from mnemonet.training import load_run
@@ -102,12 +101,9 @@ def evaluate(run_dir: Path, checkpoint: str, bn: bool) -> dict[str, dict[str, fl
 
 def cached_eval(run_dir: Path, bn: bool) -> dict[str, dict[str, dict[str, float]]]:
     """``{checkpoint: evaluate(...)}`` for the best-validation and the final checkpoint, cached in the run."""
-    path = run_dir / "eval_splits.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    value = {ck: evaluate(run_dir, ck, bn) for ck in ("best", "last")}
-    atomic_write_text(path, json.dumps(value, indent=1))
-    return value
+    checkpoints = ("best", "last")
+    compute = lambda: {ck: evaluate(run_dir, ck, bn) for ck in checkpoints}  # noqa: E731
+    return cached(run_dir / "eval_splits.json", {"checkpoints": list(checkpoints), "bn": bn}, compute)
 
 
 def steps_to(run_dir: Path, metric: str, level: float, higher_is_better: bool = True) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -38,6 +38,22 @@ def run_arm(preset: str, arm: str, seed: int, root: Path, overrides: Sequence[st
     record = {"run": str(out), "seconds": time.perf_counter() - start, "last": result.last, "step": result.step}
     atomic_write_text(done, json.dumps(record, indent=1))
     return record
+
+
+def cached(path: Path, key: object, compute: Callable[[], object]) -> object:
+    """``compute()`` cached in ``path`` as JSON, recomputed when the settings ``key`` changed."""
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("key") == key:
+            return data["value"]
+    value = compute()
+    atomic_write_text(path, json.dumps({"key": key, "value": value}, indent=1))
+    return value
+
+
+def num_params(model: torch.nn.Module) -> int:
+    """Trainable parameters, readout included."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from common import markdown_table, mean_std, plot_curves, run_arm
+from common import cached, markdown_table, mean_std, num_params, plot_curves, run_arm
 from mnemonet.training import evaluate_run, load_config, load_run
 from mnemonet.training.checkpoint import atomic_write_text
 
@@ -66,34 +66,26 @@ BENCH = (
 )
 
 
-def num_params(model: torch.nn.Module) -> int:
-    """Trainable parameters, readout included."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def evaluate_conditions(run_dir: str | Path, conditions: tuple, batches: int, batch_size: int) -> dict:
     """Bit errors, sequence accuracy and bit error rate of a run's last checkpoint per condition, cached.
 
     Returns:
         ``{"metrics": {label: {metric: float}}, "params": int, "eval_seconds": float}``.
     """
-    cache = Path(run_dir) / "eval.json"
-    key = f"{batches}x{batch_size}"
-    if cache.is_file():
-        record = json.loads(cache.read_text())
-        if record.get("key") == key and set(record["metrics"]) == {c[0] for c in conditions}:
-            return record
-    start = time.perf_counter()
-    metrics, params = {}, 0
-    for label, split, overrides in conditions:
-        run = load_run(run_dir, "last", list(overrides))
-        params = num_params(run.model)
-        with torch.no_grad():
-            values = evaluate_run(run, split, batches=batches, batch_size=batch_size)
-        metrics[label] = {m: values[m] for m in METRICS}
-    record = {"key": key, "metrics": metrics, "params": params, "eval_seconds": time.perf_counter() - start}
-    atomic_write_text(cache, json.dumps(record, indent=1))
-    return record
+
+    def compute() -> dict:
+        start = time.perf_counter()
+        metrics, params = {}, 0
+        for label, split, overrides in conditions:
+            run = load_run(run_dir, "last", list(overrides))
+            params = num_params(run.model)
+            with torch.no_grad():
+                values = evaluate_run(run, split, batches=batches, batch_size=batch_size)
+            metrics[label] = {m: values[m] for m in METRICS}
+        return {"metrics": metrics, "params": params, "eval_seconds": time.perf_counter() - start}
+
+    key = {"size": f"{batches}x{batch_size}", "conditions": sorted(c[0] for c in conditions)}
+    return cached(Path(run_dir) / "eval.json", key, compute)
 
 
 def run_group(presets: dict[str, str], conditions: tuple, root: Path, overrides: list[str], batches: int,

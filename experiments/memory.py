@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from common import fmt, markdown_table, mean_std, plot_curves, run_arm
+from common import cached, fmt, markdown_table, mean_std, plot_curves, run_arm
 from mnemonet.analysis import (
     TaskRegularizer,
     answer_offset,
@@ -196,17 +196,6 @@ def slow_point_speeds(model: Any, task: DelayedRecallTask, s: Settings) -> dict[
     for c, q, ok in zip(found.labels.tolist(), found.speeds.tolist(), found.converged.tolist(), strict=True):
         speeds[c], converged[c] = q, bool(ok)
     return {"speeds": speeds, "converged": converged}
-
-
-def cached(path: Path, key: dict, compute) -> dict:
-    """``compute()`` cached in ``path`` as JSON, recomputed when the settings ``key`` changed."""
-    if path.is_file():
-        data = json.loads(path.read_text())
-        if data.get("key") == key:
-            return data["value"]
-    value = compute()
-    atomic_write_text(path, json.dumps({"key": key, "value": value}))
-    return value
 
 
 def evaluate_model(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from common import fmt, markdown_table, mean_std, plot_curves, run_arm
+from common import cached, fmt, markdown_table, mean_std, num_params, plot_curves, run_arm
 from mnemonet.training import evaluate_run, load_config, load_run
 from mnemonet.training.checkpoint import atomic_write_text
 
@@ -49,33 +49,25 @@ QUICK = [
 REGENERATE = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims.py"
 
 
-def num_params(model: torch.nn.Module) -> int:
-    """Trainable parameters, readout included."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def evaluate_conditions(run_dir: str | Path, batches: int, batch_size: int) -> dict:
     """Test accuracy of a run's last checkpoint under every condition, cached in ``eval.json``.
 
     Returns:
         ``{"accuracy": {label: float}, "params": int, "eval_seconds": float}``.
     """
-    cache = Path(run_dir) / "eval.json"
-    key = f"{batches}x{batch_size}"
-    if cache.is_file():
-        record = json.loads(cache.read_text())
-        if record.get("key") == key and set(record["accuracy"]) == {c[0] for c in CONDITIONS}:
-            return record
-    start = time.perf_counter()
-    accuracy, params = {}, 0
-    for label, resolution, noise in CONDITIONS:
-        run = load_run(run_dir, "last", [f"task.test_resolution={resolution}", f"task.test_noise={noise}"])
-        params = num_params(run.model)
-        with torch.no_grad():
-            accuracy[label] = evaluate_run(run, "test", batches=batches, batch_size=batch_size)["accuracy"]
-    record = {"key": key, "accuracy": accuracy, "params": params, "eval_seconds": time.perf_counter() - start}
-    atomic_write_text(cache, json.dumps(record, indent=1))
-    return record
+
+    def compute() -> dict:
+        start = time.perf_counter()
+        accuracy, params = {}, 0
+        for label, resolution, noise in CONDITIONS:
+            run = load_run(run_dir, "last", [f"task.test_resolution={resolution}", f"task.test_noise={noise}"])
+            params = num_params(run.model)
+            with torch.no_grad():
+                accuracy[label] = evaluate_run(run, "test", batches=batches, batch_size=batch_size)["accuracy"]
+        return {"accuracy": accuracy, "params": params, "eval_seconds": time.perf_counter() - start}
+
+    key = {"size": f"{batches}x{batch_size}", "conditions": [list(c) for c in CONDITIONS]}
+    return cached(Path(run_dir) / "eval.json", key, compute)
 
 
 def selection_shift(run_dir: str | Path, num: int = 128) -> float | None:
@@ -89,22 +81,20 @@ def selection_shift(run_dir: str | Path, num: int = 128) -> float | None:
     """
     from mnemonet.models.rims import run_with_trace
 
-    cache = Path(run_dir) / "selection.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())["shift"]
-    run = load_run(run_dir, "last")
-    core = getattr(run.model, "core", None)
-    if not hasattr(getattr(core, "cell", None), "trace"):
-        return None
-    gen = torch.Generator().manual_seed(0)
-    clean = run.task.sample_at_resolution(num, gen, 8, "test", 0.0).x  # (B, 64, 1)
-    noisy = clean + NOISE * torch.randn(clean.shape, generator=gen)  # (B, 64, 1)
-    with torch.no_grad():
-        _, _, a = run_with_trace(core, clean)  # (B, T, n) or (B, T, L, n)
-        _, _, b = run_with_trace(core, noisy)
-    shift = float((a != b).flatten(2).any(-1).float().mean())
-    atomic_write_text(cache, json.dumps({"shift": shift, "images": num, "noise": NOISE}))
-    return shift
+    def compute() -> float | None:
+        run = load_run(run_dir, "last")
+        core = getattr(run.model, "core", None)
+        if not hasattr(getattr(core, "cell", None), "trace"):
+            return None
+        gen = torch.Generator().manual_seed(0)
+        clean = run.task.sample_at_resolution(num, gen, 8, "test", 0.0).x  # (B, 64, 1)
+        noisy = clean + NOISE * torch.randn(clean.shape, generator=gen)  # (B, 64, 1)
+        with torch.no_grad():
+            _, _, a = run_with_trace(core, clean)  # (B, T, n) or (B, T, L, n)
+            _, _, b = run_with_trace(core, noisy)
+        return float((a != b).flatten(2).any(-1).float().mean())
+
+    return cached(Path(run_dir) / "selection.json", {"images": num, "noise": NOISE}, compute)
 
 
 def compare(results: dict[str, list[dict]], arm: str, base: str = "LSTM") -> dict[str, tuple[float, str]]:
