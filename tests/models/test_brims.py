@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_rims import reference_step
+from test_rims import random_state, reference_step
 
 from mnemonet.analysis.module_maps import plot_module_activity
 from mnemonet.models import state as st
@@ -28,10 +28,6 @@ def small_brims(**kw) -> BRIMsCell:
     )
     args.update(kw)
     return BRIMsCell(**args)
-
-
-def random_state(cell: BRIMsCell, batch: int, dtype=torch.float32):
-    return st.tree_map(lambda z: torch.randn_like(z), cell.initial_state(batch, dtype=dtype))
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from mnemonet.analysis.module_maps import activity_array, plot_module_activity
 from mnemonet.models import state as st
+from mnemonet.models.base import Cell
 from mnemonet.models.recurrent import Recurrent
 from mnemonet.models.registry import build
 from mnemonet.models.rims import RIMsCell, RIMsGRUState, RIMsState, rims, run_with_trace, top_k_mask
@@ -31,7 +32,8 @@ def small_cell(**kw) -> RIMsCell:
     return RIMsCell(**args)
 
 
-def random_state(cell: RIMsCell, batch: int, dtype=torch.float32):
+def random_state(cell: Cell, batch: int, dtype=torch.float32):
+    """A random state of any cell (RIMs or BRIMs), leaves ~ N(0, 1)."""
     s = cell.initial_state(batch, dtype=dtype)
     return st.tree_map(lambda z: torch.randn_like(z), s)
 
