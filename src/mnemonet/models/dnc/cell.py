@@ -19,9 +19,10 @@ from mnemonet._checks import check_choice, check_positive
 from mnemonet.models import state as st
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.cells import GRUCell, LSTMCell, LSTMState, RNNCell
-from mnemonet.models.dnc.access import AccessInfo, AccessState, MemoryAccess
+from mnemonet.models.dnc.access import AccessInfo, AccessState, LinkState, MemoryAccess
 from mnemonet.models.dnc.deferred import TimeShared
 from mnemonet.models.dnc.fused_lstm import LSTMStep, lstm_weights
+from mnemonet.models.dnc.sequence import DNCSequence
 from mnemonet.models.recurrent import Recurrent
 from mnemonet.models.registry import register
 
@@ -168,6 +169,8 @@ class DNCCell(Cell):
         """
         if self.tracing is not None:
             return None
+        if type(self.controller) is LSTMCell and self.access.uses_fused_step:
+            return self._whole_sequence(x, state, lengths)
         B, T = x.shape[0], x.shape[1]
         mask = None if lengths is None else (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
         ctrl = self.controller
@@ -200,6 +203,41 @@ class DNCCell(Cell):
         if mask is not None:
             y = y * mask.unsqueeze(-1).to(y.dtype)
         return y, state
+
+    def _whole_sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState]:
+        """``sequence`` for an LSTM controller and the paper's memory: all steps as one node (``sequence.py``)."""
+        B, T = x.shape[0], x.shape[1]
+        w_x, bias, w_rh = lstm_weights(self.controller, self.input_size)
+        RW = w_rh.shape[1] - self.hidden_size
+        w_hr = torch.cat([w_rh[:, RW:], w_rh[:, :RW]], 1)  # [W_hh, W_ih^(r)] for HR[t] = [h_{t−1}; r_{t−1}]
+        pre = F.linear(x.transpose(0, 1), w_x, bias)  # W_ih^(x) x_t + b, (T, B, 4H)
+        if bias is None:
+            pre = pre.contiguous()
+        a, link = state.access, state.access.link
+        last = None if lengths is None else (lengths - 1).to(torch.int64)
+        if last is not None and bool((last == T - 1).all()):
+            last = None
+        iface = self.access.interface
+        bias_xi = iface.bias if iface.bias is not None else w_x.new_zeros(iface.weight.shape[0])
+        inputs = (
+            pre, w_hr, iface.weight, bias_xi, state.controller.h, state.controller.c, state.read_vectors,
+            a.memory, a.usage, link.link[:, 0], link.precedence[:, 0], a.read_weights, a.write_weights[:, 0],
+        )  # fmt: skip
+        keep = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+        HR, c, M, u, L, p, wr, ww = DNCSequence.apply(
+            *inputs, last, (self.access.num_reads, self.access.word_size), keep
+        )
+        H = self.hidden_size
+        y = self.output(HR[1:].transpose(0, 1))  # W_y [h_t; r_t], (B, T, O)
+        if lengths is None:
+            final = HR[T]
+        else:
+            mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+            y = y * mask.unsqueeze(-1).to(y.dtype)
+            final = HR[lengths.to(x.device), torch.arange(B, device=x.device)]  # [h; r] after each last step
+        access = AccessState(M, u, LinkState(L.unsqueeze(1), p.unsqueeze(1)), wr, ww.unsqueeze(1))
+        read_vectors = final[:, H:].reshape(state.read_vectors.shape)
+        return y, DNCState(LSTMState(final[:, :H], c), access, read_vectors)
 
 
 @register("dnc")

@@ -59,16 +59,242 @@ def _is_owned(grad: Tensor) -> bool:
     return getattr(grad, "_mnemonet_owned", False)
 
 
-def _writable(grad: Tensor | None, like: Tensor) -> Tensor:
+def _writable(grad: Tensor | None, like: Tensor, owned: bool) -> Tensor:
     """A tensor holding ``grad`` (zeros if None) that may be updated in place."""
     if grad is None:
         return torch.zeros_like(like)
-    return grad if _is_owned(grad) else grad.clone()
+    return grad if owned else grad.clone()
 
 
 def _softmax_backward(grad: Tensor, out: Tensor) -> Tensor:
     """VJP of softmax over the last axis: out ⊙ (grad − Σ grad ⊙ out)."""
     return torch._softmax_backward_data(grad, out, -1, out.dtype)
+
+
+def inverse_norms(x: Tensor, eps: Tensor) -> Tensor:
+    """1 / sqrt(|x_i|² + ε) over the last axis: `[B, N, W]` -> `[B, N]` (the cosine-similarity denominators)."""
+    return torch.linalg.vector_norm(x, dim=-1).square_().add_(eps).rsqrt_()
+
+
+def access_forward(
+    xi: Tensor,
+    memory: Tensor,
+    usage: Tensor,
+    L: Tensor,
+    p: Tensor,
+    prev_read: Tensor,
+    ww_prev: Tensor,
+    num_reads: int,
+    word_size: int,
+    m_inv: Tensor | None = None,
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """One memory step for one write head, without autograd: the forward half of :class:`FusedAccessStep`.
+
+    Args:
+        xi: ξ_t `[B, Z]` in the layout of ``interface.split_interface`` (Hw = 1, no options).
+        memory: M_{t−1} `[B, N, W]`.
+        usage: u_{t−1} `[B, N]`.
+        L: L_{t−1} `[B, N, N]`.
+        p: p_{t−1} `[B, N]`.
+        prev_read: w^r_{t−1} `[B, R, N]`.
+        ww_prev: w^w_{t−1} `[B, N]`.
+        num_reads: R.
+        word_size: W.
+        m_inv: ``inverse_norms(memory)`` if the caller has it (the previous step's ``mn_inv``), else None.
+
+    Returns:
+        ((r_t `[B, R, W]`, M_t, u_t, L_t, p_t, w^r_t, w^w_t `[B, N]`, a_t `[B, N]`, 1/|M_t| `[B, N]`),
+        the tensors :func:`access_backward` needs).
+    """
+    R, W = num_reads, word_size
+    B = xi.shape[0]
+    one, eps = _const(1.0, xi), _const(EPSILON, xi)
+
+    # ξ_t -> controls (interface.split_interface with Hw = 1): raw | oneplus | sigmoid | softmax
+    keys_flat, v, plus_raw, sig_raw, soft_raw = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], 1)
+    keys = keys_flat.reshape(B, R + 1, W)  # read keys then the write key, (B, R+1, W)
+    beta = F.softplus(plus_raw).add_(one)  # β = oneplus(β̂): β^r then β^w, (B, R+1)
+    sg = torch.sigmoid(sig_raw)  # e | f | g^a | g^w, (B, W + R + 2)
+    e_row, f, ga, gw = sg[:, :W].unsqueeze(1), sg[:, W : W + R], sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
+    pi = torch.softmax(soft_raw.reshape(B, R, 3, 1), -2)  # π: backward, content, forward, (B, R, 3, 1)
+
+    # keys scaled once: q = β k / sqrt(|k|² + ε), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
+    k_inv = torch.rsqrt(torch.linalg.vector_norm(keys, dim=-1).square_().add_(eps))  # (B, R+1)
+    scale = beta * k_inv
+    q = keys * scale.unsqueeze(-1)  # (B, R+1, W)
+
+    # ψ_t = Π_i (1 − f^i w^{r,i}_{t−1}); u_t = (u + w^w − u ⊙ w^w) ⊙ ψ_t
+    terms = torch.addcmul(one, f.unsqueeze(-1), prev_read, value=-1.0)  # (B, R, N)
+    psi = terms.prod(1)  # (B, N)
+    u_pre = torch.addcmul(usage, ww_prev, torch.sub(one, usage))
+    u_new = u_pre * psi
+
+    # c^w_t = C(M_{t−1}, k^w, β^w)
+    if m_inv is None:
+        m_inv = inverse_norms(memory, eps)  # (B, N)
+    dot_w = torch.bmm(q[:, R:], memory.transpose(1, 2)).squeeze(1)  # (B, N)
+    c_w = torch.softmax(dot_w * m_inv, -1)
+
+    # a_t: allocation from usage sorted ascending (ε + (1 − ε) u), exclusive cumulative product
+    su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), -1)
+    excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, N)
+    sa = torch.addcmul(excl, su, excl, value=-1.0)  # (1 − su_j) Π_{i<j} su_i
+    a = torch.empty_like(sa).scatter_(-1, phi, sa)
+
+    # w^w_t = g^w [g^a a + (1 − g^a) c^w]
+    mix = torch.lerp(c_w, a, ga)
+    ww = mix * gw  # (B, N)
+    w_col = ww.unsqueeze(-1)  # (B, N, 1)
+
+    # M_t = M_{t−1} ⊙ (E − w^w e^T) + w^w v^T
+    we = w_col * e_row  # w^w e^T, (B, N, W)
+    mem_new = torch.addcmul(memory, memory, we, value=-1.0).addcmul_(w_col, v.unsqueeze(1))
+
+    # L_t = (1 − w_i − w_j) L_{t−1} + w_i p_j with a zero diagonal; p_t = (1 − Σ w) p + w
+    L_new = torch.addcmul(L, w_col, L, value=-1.0)  # (1 − w_i) L, (B, N, N); then − w_j L + w_i p_j
+    L_new.addcmul_(L, ww.unsqueeze(1), value=-1.0).addcmul_(w_col, p.unsqueeze(1))
+    L_new.diagonal(dim1=1, dim2=2).zero_()
+    keep_p = torch.sub(one, ww.sum(-1, keepdim=True))  # (B, 1)
+    p_new = torch.addcmul(ww, keep_p, p)
+
+    # c^r_t = C(M_t, k^r, β^r); f_t = L_t w^r_{t−1}, b_t = L_t^T w^r_{t−1}
+    mn_inv = inverse_norms(mem_new, eps)  # (B, N)
+    Mn_T = mem_new.transpose(1, 2)  # (B, W, N)
+    dot_r = torch.bmm(q[:, :R], Mn_T)  # (B, R, N)
+    c_r = torch.softmax(dot_r * mn_inv.unsqueeze(1), -1)
+    fwd = torch.bmm(prev_read, L_new.transpose(1, 2))  # (B, R, N)
+    bwd = torch.bmm(prev_read, L_new)  # (B, R, N)
+
+    # w^r_t = π[0] b + π[1] c + π[2] f; r_t = M_t^T w^r_t
+    S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N)
+    wr = (pi * S).sum(2)  # (B, R, N); elementwise: a batched 1×3 @ 3×N matmul costs more
+    r = torch.bmm(wr, mem_new)  # (B, R, W)
+
+    saved = (
+        keys, v, k_inv, scale, q, sg, pi, plus_raw, memory, usage, L, p, prev_read, ww_prev,
+        terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, mem_new, L_new, keep_p,
+        mn_inv, dot_r, c_r, S, wr,
+    )  # fmt: skip
+    return (r, mem_new, u_new, L_new, p_new, wr, ww, a, mn_inv), saved
+
+
+def access_backward(
+    saved: tuple[Tensor, ...],
+    num_reads: int,
+    word_size: int,
+    g_r: Tensor | None,
+    g_Mn: Tensor | None,
+    g_un: Tensor | None,
+    g_Ln: Tensor | None,
+    g_pn: Tensor | None,
+    g_wr: Tensor | None,
+    g_ww: Tensor | None,
+    owned_M: bool = False,
+    owned_L: bool = False,
+) -> tuple[Tensor, ...]:
+    """The vector-Jacobian product of :func:`access_forward`: gradients of (r_t, M_t, u_t, L_t, p_t, w^r_t, w^w_t) in
+    (shapes as there; None for zero), gradients of (ξ_t, M_{t−1}, u_{t−1}, L_{t−1}, p_{t−1}, w^r_{t−1}, w^w_{t−1})
+    out. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in place (see :func:`_is_owned`).
+    """
+    (
+        keys, v, k_inv, scale, q, sg, pi, plus_raw, M, u, L, p, wr_prev, ww_prev,
+        terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, Mn, Ln, keep_p,
+        mn_inv, dot_r, c_r, S, wr,
+    ) = saved  # fmt: skip
+    R, W = num_reads, word_size
+    B = u.shape[0]
+    one = _const(1.0, u)
+    g_Mn = _writable(g_Mn, Mn, owned_M)  # accumulated in place below
+    g_wr = torch.zeros_like(wr) if g_wr is None else g_wr
+    g_un = torch.zeros_like(u) if g_un is None else g_un
+    Mn_T = Mn.transpose(1, 2)  # (B, W, N)
+
+    # r = w^r M_t
+    if g_r is not None:
+        g_wr = torch.baddbmm(g_wr, g_r, Mn_T)
+        g_Mn.baddbmm_(wr.transpose(1, 2), g_r)
+    # w^r = π S
+    g_wr_3 = g_wr.unsqueeze(2)  # (B, R, 1, N)
+    g_pi = (S * g_wr_3).sum(-1, keepdim=True)  # (B, R, 3, 1)
+    g_S = pi * g_wr_3  # (B, R, 3, N)
+    g_bwd, g_cr, g_fwd = g_S.unbind(2)
+    # f = w^r_{t−1} L_t^T, b = w^r_{t−1} L_t: dLoss/dL_t = g_f^T w^r_{t−1} + (w^r_{t−1})^T g_b (+ from t+1)
+    lhs = torch.cat([g_fwd, wr_prev], 1).transpose(1, 2)  # (B, N, 2R)
+    rhs = torch.cat([wr_prev, g_bwd], 1)  # (B, 2R, N)
+    if g_Ln is None:
+        G = torch.bmm(lhs, rhs)  # (B, N, N)
+    elif owned_L:
+        G = g_Ln.baddbmm_(lhs, rhs)
+    else:
+        G = torch.baddbmm(g_Ln, lhs, rhs)
+    g_wr_prev = torch.baddbmm(torch.bmm(g_fwd, Ln), g_bwd, Ln.transpose(1, 2))
+    # c^r = softmax(dot_r / |M_t|)
+    g_z = _softmax_backward(g_cr, c_r)
+    g_dot = g_z * mn_inv.unsqueeze(1)
+    g_qr = torch.bmm(g_dot, Mn)  # (B, R, W)
+    g_Mn.baddbmm_(g_dot.transpose(1, 2), q[:, :R])
+    g_minv = (g_z * dot_r).sum(1).mul_(mn_inv.pow(3))  # (B, N): d(1/|M|)/dM = −M / |M|³
+    g_Mn.addcmul_(g_minv.unsqueeze(-1), Mn, value=-1.0)
+    # p_t = (1 − Σ w) p + w
+    w_col, w_row = ww.unsqueeze(-1), ww.unsqueeze(1)  # (B, N, 1), (B, 1, N)
+    G.diagonal(dim1=1, dim2=2).zero_()
+    g_p = torch.bmm(w_row, G).squeeze(1)  # link: Σ_i G_ij w_i, (B, N)
+    GL = G * L
+    g_ww_t = torch.bmm(p.unsqueeze(1), G.transpose(1, 2)).squeeze(1).sub_(GL.sum(-1)).sub_(GL.sum(-2))
+    if g_ww is not None:
+        g_ww_t = g_ww_t.add_(g_ww)
+    if g_pn is not None:
+        g_p = torch.addcmul(g_p, g_pn, keep_p)
+        g_ww_t = g_ww_t.add_(g_pn).sub_((g_pn * p).sum(-1, keepdim=True))
+    # L_t = mask ⊙ ((1 − w_i − w_j) L + w_i p_j)
+    g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, w_row, value=-1.0)  # reuses GL
+    # M_t = M ⊙ (1 − w e^T) + w v^T
+    g_M = torch.addcmul(g_Mn, g_Mn, we, value=-1.0)
+    gMM = g_Mn * M
+    ve = torch.stack([v, sg[:, :W]], 1)  # (B, 2, W)
+    g_ww_t = g_ww_t.add_(torch.bmm(ve[:, :1], g_Mn.transpose(1, 2)).squeeze(1))  # row-vector products:
+    g_ww_t = g_ww_t.sub_(torch.bmm(ve[:, 1:], gMM.transpose(1, 2)).squeeze(1))  # bmm is slow on columns
+    g_e = torch.bmm(w_row, gMM).squeeze(1).neg_()  # (B, W)
+    g_v = torch.bmm(w_row, g_Mn).squeeze(1)  # (B, W)
+    # w^w = g^w lerp(c^w, a, g^a)
+    ga, gw = sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
+    g_gw = (g_ww_t * mix).sum(-1, keepdim=True)
+    g_mix = g_ww_t * gw
+    g_a = g_mix * ga
+    g_cw = g_mix - g_a
+    g_ga = (g_mix * (a - c_w)).sum(-1, keepdim=True)
+    # a = scatter((1 − su_j) Π_{i<j} su_i)
+    g_sa = g_a.gather(-1, phi)
+    csum = (g_sa * sa).cumsum(-1)  # through Π_{i<j} su_i: Σ_{j>i} g_j sa_j / su_i
+    g_su = torch.addcmul((csum[:, -1:] - csum).div_(su), g_sa, excl, value=-1.0)
+    g_un = torch.empty_like(g_su).scatter_(-1, phi, g_su).mul_(1.0 - EPSILON).add_(g_un)
+    # c^w = softmax(dot_w / |M|)
+    g_zw = _softmax_backward(g_cw, c_w)
+    g_dotw = g_zw * m_inv
+    g_qw = torch.bmm(g_dotw.unsqueeze(1), M)  # (B, 1, W)
+    g_M.baddbmm_(g_dotw.unsqueeze(-1), q[:, R:])
+    g_M.addcmul_((g_zw * dot_w).mul_(m_inv.pow(3)).unsqueeze(-1), M, value=-1.0)
+    # u_t = u_pre ⊙ ψ, u_pre = u + w^w_{t−1} (1 − u)
+    g_psi = g_un * u_pre
+    g_upre = g_un * psi
+    g_u = g_upre * torch.sub(one, ww_prev)
+    g_ww_prev = g_upre * torch.sub(one, u)
+    # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
+    others = torch.where(_eye(R, terms.device), one, terms.unsqueeze(1)).prod(2)  # (B, R, N)
+    g_terms = others.mul_(g_psi.unsqueeze(1))
+    f = sg[:, W : W + R]
+    g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
+    g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f.unsqueeze(-1), value=-1.0)
+    # q = β k / sqrt(|k|² + ε): g_k = s g_q − s k_inv² (k·g_q) k, g_β = k_inv (k·g_q)
+    g_q = torch.cat([g_qr, g_qw], 1)  # (B, R+1, W)
+    kg = (keys * g_q).sum(-1)  # (B, R+1)
+    g_keys = torch.addcmul(g_q * scale.unsqueeze(-1), keys, (scale * k_inv.square() * kg).unsqueeze(-1), value=-1.0)
+    # nonlinearities back onto ξ
+    g_plus = kg.mul_(k_inv).mul_(torch.sigmoid(plus_raw))  # oneplus' = σ
+    g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), sg)
+    g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype).reshape(B, 3 * R)
+    g_xi = torch.cat([g_keys.reshape(B, (R + 1) * W), g_v, g_plus, g_sig, g_soft], -1)
+    return g_xi, g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev
 
 
 class FusedAccessStep(torch.autograd.Function):
@@ -92,81 +318,17 @@ class FusedAccessStep(torch.autograd.Function):
         num_reads: int,
         word_size: int,
     ) -> tuple[Tensor, ...]:
-        R, W = num_reads, word_size
-        B = xi.shape[0]
-        one, eps = _const(1.0, xi), _const(EPSILON, xi)
-        L, p, ww_prev = link[:, 0], prec[:, 0], prev_write[:, 0]  # (B, N, N), (B, N), (B, N)
-
-        # ξ_t -> controls (interface.split_interface with Hw = 1): raw | oneplus | sigmoid | softmax
-        keys_flat, v, plus_raw, sig_raw, soft_raw = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], 1)
-        keys = keys_flat.reshape(B, R + 1, W)  # read keys then the write key, (B, R+1, W)
-        beta = F.softplus(plus_raw).add_(one)  # β = oneplus(β̂): β^r then β^w, (B, R+1)
-        sg = torch.sigmoid(sig_raw)  # e | f | g^a | g^w, (B, W + R + 2)
-        e_row, f, ga, gw = sg[:, :W].unsqueeze(1), sg[:, W : W + R], sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
-        pi = torch.softmax(soft_raw.reshape(B, R, 3, 1), -2)  # π: backward, content, forward, (B, R, 3, 1)
-
-        # keys scaled once: q = β k / sqrt(|k|² + ε), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
-        k_inv = torch.rsqrt(torch.linalg.vector_norm(keys, dim=-1).square_().add_(eps))  # (B, R+1)
-        scale = beta * k_inv
-        q = keys * scale.unsqueeze(-1)  # (B, R+1, W)
-
-        # ψ_t = Π_i (1 − f^i w^{r,i}_{t−1}); u_t = (u + w^w − u ⊙ w^w) ⊙ ψ_t
-        terms = torch.addcmul(one, f.unsqueeze(-1), prev_read, value=-1.0)  # (B, R, N)
-        psi = terms.prod(1)  # (B, N)
-        u_pre = torch.addcmul(usage, ww_prev, torch.sub(one, usage))
-        u_new = u_pre * psi
-
-        # c^w_t = C(M_{t−1}, k^w, β^w)
-        m_inv = torch.rsqrt(torch.linalg.vector_norm(memory, dim=-1).square_().add_(eps))  # (B, N)
-        dot_w = torch.bmm(q[:, R:], memory.transpose(1, 2)).squeeze(1)  # (B, N)
-        c_w = torch.softmax(dot_w * m_inv, -1)
-
-        # a_t: allocation from usage sorted ascending (ε + (1 − ε) u), exclusive cumulative product
-        su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), -1)
-        excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, N)
-        sa = torch.addcmul(excl, su, excl, value=-1.0)  # (1 − su_j) Π_{i<j} su_i
-        a = torch.empty_like(sa).scatter_(-1, phi, sa)
-
-        # w^w_t = g^w [g^a a + (1 − g^a) c^w]
-        mix = torch.lerp(c_w, a, ga)
-        ww = mix * gw  # (B, N)
-        w_col = ww.unsqueeze(-1)  # (B, N, 1)
-
-        # M_t = M_{t−1} ⊙ (E − w^w e^T) + w^w v^T
-        we = w_col * e_row  # w^w e^T, (B, N, W)
-        mem_new = torch.addcmul(memory, memory, we, value=-1.0).addcmul_(w_col, v.unsqueeze(1))
-
-        # L_t = (1 − w_i − w_j) L_{t−1} + w_i p_j with a zero diagonal; p_t = (1 − Σ w) p + w
-        L_new = torch.addcmul(L, w_col, L, value=-1.0)  # (1 − w_i) L, (B, N, N); then − w_j L + w_i p_j
-        L_new.addcmul_(L, ww.unsqueeze(1), value=-1.0).addcmul_(w_col, p.unsqueeze(1))
-        L_new.diagonal(dim1=1, dim2=2).zero_()
-        keep_p = torch.sub(one, ww.sum(-1, keepdim=True))  # (B, 1)
-        p_new = torch.addcmul(ww, keep_p, p)
-
-        # c^r_t = C(M_t, k^r, β^r); f_t = L_t w^r_{t−1}, b_t = L_t^T w^r_{t−1}
-        mn_inv = torch.rsqrt(torch.linalg.vector_norm(mem_new, dim=-1).square_().add_(eps))  # (B, N)
-        Mn_T = mem_new.transpose(1, 2)  # (B, W, N)
-        dot_r = torch.bmm(q[:, :R], Mn_T)  # (B, R, N)
-        c_r = torch.softmax(dot_r * mn_inv.unsqueeze(1), -1)
-        fwd = torch.bmm(prev_read, L_new.transpose(1, 2))  # (B, R, N)
-        bwd = torch.bmm(prev_read, L_new)  # (B, R, N)
-
-        # w^r_t = π[0] b + π[1] c + π[2] f; r_t = M_t^T w^r_t
-        S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N)
-        wr = (pi * S).sum(2)  # (B, R, N); elementwise: a batched 1×3 @ 3×N matmul costs more
-        r = torch.bmm(wr, mem_new)  # (B, R, W)
-
-        ctx.save_for_backward(
-            keys, v, k_inv, scale, q, sg, pi, plus_raw, memory, usage, L, p, prev_read, ww_prev,
-            terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, mem_new, L_new, keep_p,
-            mn_inv, dot_r, c_r, S, wr,
-        )  # fmt: skip
-        ctx.dims = (R, W)
+        (r, M, u, L, p, wr, ww, a, _), saved = access_forward(
+            xi, memory, usage, link[:, 0], prec[:, 0], prev_read, prev_write[:, 0], num_reads, word_size
+        )
+        ctx.save_for_backward(*saved)
+        ctx.dims = (num_reads, word_size)
         fused_node = FusedAccessStep._backward_cls  # type: ignore[attr-defined]
         ctx.tag = (type(memory.grad_fn) is fused_node, type(link.grad_fn) is fused_node)  # see _is_owned
+        a = a.unsqueeze(1)
         ctx.mark_non_differentiable(a)
         ctx.set_materialize_grads(False)
-        return r, mem_new, u_new, L_new.unsqueeze(1), p_new.unsqueeze(1), wr, ww.unsqueeze(1), a.unsqueeze(1)
+        return r, M, u, L.unsqueeze(1), p.unsqueeze(1), wr, ww.unsqueeze(1), a
 
     @staticmethod
     @once_differentiable
@@ -181,105 +343,12 @@ class FusedAccessStep(torch.autograd.Function):
         g_ww: Tensor | None,
         _g_a: Tensor | None,
     ) -> tuple[Tensor | None, ...]:
-        (
-            keys, v, k_inv, scale, q, sg, pi, plus_raw, M, u, L, p, wr_prev, ww_prev,
-            terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, Mn, Ln, keep_p,
-            mn_inv, dot_r, c_r, S, wr,
-        ) = ctx.saved_tensors  # fmt: skip
-        R, W = ctx.dims
-        B = u.shape[0]
-        one = _const(1.0, u)
-        g_Mn = _writable(g_Mn, Mn)  # accumulated in place below
-        g_wr = torch.zeros_like(wr) if g_wr is None else g_wr
-        g_un = torch.zeros_like(u) if g_un is None else g_un
-        Mn_T = Mn.transpose(1, 2)  # (B, W, N)
-
-        # r = w^r M_t
-        if g_r is not None:
-            g_wr = torch.baddbmm(g_wr, g_r, Mn_T)
-            g_Mn.baddbmm_(wr.transpose(1, 2), g_r)
-        # w^r = π S
-        g_wr_3 = g_wr.unsqueeze(2)  # (B, R, 1, N)
-        g_pi = (S * g_wr_3).sum(-1, keepdim=True)  # (B, R, 3, 1)
-        g_S = pi * g_wr_3  # (B, R, 3, N)
-        g_bwd, g_cr, g_fwd = g_S.unbind(2)
-        # f = w^r_{t−1} L_t^T, b = w^r_{t−1} L_t: dLoss/dL_t = g_f^T w^r_{t−1} + (w^r_{t−1})^T g_b (+ from t+1)
-        lhs = torch.cat([g_fwd, wr_prev], 1).transpose(1, 2)  # (B, N, 2R)
-        rhs = torch.cat([wr_prev, g_bwd], 1)  # (B, 2R, N)
-        if g_Ln is None:
-            G = torch.bmm(lhs, rhs)  # (B, N, N)
-        elif _is_owned(g_Ln):
-            G = g_Ln.squeeze(1).baddbmm_(lhs, rhs)
-        else:
-            G = torch.baddbmm(g_Ln.squeeze(1), lhs, rhs)
-        g_wr_prev = torch.baddbmm(torch.bmm(g_fwd, Ln), g_bwd, Ln.transpose(1, 2))
-        # c^r = softmax(dot_r / |M_t|)
-        g_z = _softmax_backward(g_cr, c_r)
-        g_dot = g_z * mn_inv.unsqueeze(1)
-        g_qr = torch.bmm(g_dot, Mn)  # (B, R, W)
-        g_Mn.baddbmm_(g_dot.transpose(1, 2), q[:, :R])
-        g_minv = (g_z * dot_r).sum(1).mul_(mn_inv.pow(3))  # (B, N): d(1/|M|)/dM = −M / |M|³
-        g_Mn.addcmul_(g_minv.unsqueeze(-1), Mn, value=-1.0)
-        # p_t = (1 − Σ w) p + w
-        w_col, w_row = ww.unsqueeze(-1), ww.unsqueeze(1)  # (B, N, 1), (B, 1, N)
-        G.diagonal(dim1=1, dim2=2).zero_()
-        g_p = torch.bmm(w_row, G).squeeze(1)  # link: Σ_i G_ij w_i, (B, N)
-        GL = G * L
-        g_ww_t = torch.bmm(p.unsqueeze(1), G.transpose(1, 2)).squeeze(1).sub_(GL.sum(-1)).sub_(GL.sum(-2))
-        if g_ww is not None:
-            g_ww_t = g_ww_t.add_(g_ww.squeeze(1))
-        if g_pn is not None:
-            g_pn = g_pn.squeeze(1)
-            g_p = torch.addcmul(g_p, g_pn, keep_p)
-            g_ww_t = g_ww_t.add_(g_pn).sub_((g_pn * p).sum(-1, keepdim=True))
-        # L_t = mask ⊙ ((1 − w_i − w_j) L + w_i p_j)
-        g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, w_row, value=-1.0)  # reuses GL
-        # M_t = M ⊙ (1 − w e^T) + w v^T
-        g_M = torch.addcmul(g_Mn, g_Mn, we, value=-1.0)
-        gMM = g_Mn * M
-        ve = torch.stack([v, sg[:, :W]], 1)  # (B, 2, W)
-        g_ww_t = g_ww_t.add_(torch.bmm(ve[:, :1], g_Mn.transpose(1, 2)).squeeze(1))  # row-vector products:
-        g_ww_t = g_ww_t.sub_(torch.bmm(ve[:, 1:], gMM.transpose(1, 2)).squeeze(1))  # bmm is slow on columns
-        g_e = torch.bmm(w_row, gMM).squeeze(1).neg_()  # (B, W)
-        g_v = torch.bmm(w_row, g_Mn).squeeze(1)  # (B, W)
-        # w^w = g^w lerp(c^w, a, g^a)
-        ga, gw = sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
-        g_gw = (g_ww_t * mix).sum(-1, keepdim=True)
-        g_mix = g_ww_t * gw
-        g_a = g_mix * ga
-        g_cw = g_mix - g_a
-        g_ga = (g_mix * (a - c_w)).sum(-1, keepdim=True)
-        # a = scatter((1 − su_j) Π_{i<j} su_i)
-        g_sa = g_a.gather(-1, phi)
-        csum = (g_sa * sa).cumsum(-1)  # through Π_{i<j} su_i: Σ_{j>i} g_j sa_j / su_i
-        g_su = torch.addcmul((csum[:, -1:] - csum).div_(su), g_sa, excl, value=-1.0)
-        g_un = torch.empty_like(g_su).scatter_(-1, phi, g_su).mul_(1.0 - EPSILON).add_(g_un)
-        # c^w = softmax(dot_w / |M|)
-        g_zw = _softmax_backward(g_cw, c_w)
-        g_dotw = g_zw * m_inv
-        g_qw = torch.bmm(g_dotw.unsqueeze(1), M)  # (B, 1, W)
-        g_M.baddbmm_(g_dotw.unsqueeze(-1), q[:, R:])
-        g_M.addcmul_((g_zw * dot_w).mul_(m_inv.pow(3)).unsqueeze(-1), M, value=-1.0)
-        # u_t = u_pre ⊙ ψ, u_pre = u + w^w_{t−1} (1 − u)
-        g_psi = g_un * u_pre
-        g_upre = g_un * psi
-        g_u = g_upre * torch.sub(one, ww_prev)
-        g_ww_prev = g_upre * torch.sub(one, u)
-        # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
-        others = torch.where(_eye(R, terms.device), one, terms.unsqueeze(1)).prod(2)  # (B, R, N)
-        g_terms = others.mul_(g_psi.unsqueeze(1))
-        f = sg[:, W : W + R]
-        g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
-        g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f.unsqueeze(-1), value=-1.0)
-        # q = β k / sqrt(|k|² + ε): g_k = s g_q − s k_inv² (k·g_q) k, g_β = k_inv (k·g_q)
-        g_q = torch.cat([g_qr, g_qw], 1)  # (B, R+1, W)
-        kg = (keys * g_q).sum(-1)  # (B, R+1)
-        g_keys = torch.addcmul(g_q * scale.unsqueeze(-1), keys, (scale * k_inv.square() * kg).unsqueeze(-1), value=-1.0)
-        # nonlinearities back onto ξ
-        g_plus = kg.mul_(k_inv).mul_(torch.sigmoid(plus_raw))  # oneplus' = σ
-        g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), sg)
-        g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype).reshape(B, 3 * R)
-        g_xi = torch.cat([g_keys.reshape(B, (R + 1) * W), g_v, g_plus, g_sig, g_soft], -1)
+        g_xi, g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev = access_backward(
+            ctx.saved_tensors, *ctx.dims, g_r, g_Mn, g_un,
+            None if g_Ln is None else g_Ln.squeeze(1), None if g_pn is None else g_pn.squeeze(1), g_wr,
+            None if g_ww is None else g_ww.squeeze(1),
+            owned_M=g_Mn is not None and _is_owned(g_Mn), owned_L=g_Ln is not None and _is_owned(g_Ln),
+        )  # fmt: skip
         g_L = g_L.unsqueeze(1)
         if ctx.tag[0]:
             g_M._mnemonet_owned = True  # type: ignore[attr-defined]  # see _is_owned

@@ -1,0 +1,163 @@
+"""A whole DNC sequence as one autograd node: the paper's DNC with an LSTM controller, every step, by hand.
+
+For the paper's configuration (an ``LSTMCell`` controller, one write head, dense links, no options) the
+per-step autograd graph costs as much as the arithmetic: each step records several nodes, its gradients
+are summed and carried between them, and the engine schedules them one by one. :class:`DNCSequence`
+runs all T steps in one ``forward`` (the LSTM update of ``fused_lstm``, ξ_t = W_ξ h_t + b, and the
+memory step of ``fused.access_forward``) and all T vector-Jacobian products in one ``backward``, in
+reverse, carrying the state gradients itself. The weight gradients ∂L/∂W = Σ_t g_t^T x_t are formed once
+per sequence as one matmul each. Values are those of the step loop; ``tests`` compare both and run
+``gradcheck`` in float64.
+
+Layout: the controller's recurrent input at step t is [h_{t−1}; r_{t−1}], and the output layer reads
+[h_t; r_t]. Both live in one buffer HR `[T + 1, B, H + R·W]` (row 0 holds the initial state), so the
+controller multiplies HR[t] by [W_hh, W_ih^(r)] and the output layer reads HR[1:].
+
+Padding: sequences shorter than T run on through the padded steps (whose outputs the caller zeroes), and
+the returned final state of each sequence is the one after its own last real step, so padded steps never
+reach a loss and get zero gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from mnemonet.models.dnc.fused import access_backward, access_forward
+from mnemonet.models.dnc.fused_lstm import lstm_cell_backward, lstm_cell_forward
+
+STATE_NAMES = ("c", "M", "u", "L", "p", "wr", "ww")  # the recurrent tensors returned besides HR
+
+
+def _ends(last: Tensor | None, T: int, device: torch.device) -> dict[int, Tensor]:
+    """{step t: indices of the sequences whose last real step is t}; all of them at T − 1 without padding."""
+    if last is None:
+        return {}
+    out = {}
+    for t in torch.unique(last).tolist():
+        out[int(t)] = torch.nonzero(last == t).flatten().to(device)
+    return out
+
+
+class DNCSequence(torch.autograd.Function):
+    """``(pre, W_hr, W_ξ, b_ξ, h0, c0, r0, M0, u0, L0, p0, w^r_0, w^w_0) -> (HR, c, M, u, L, p, w^r, w^w)``.
+
+    Shapes: pre `[T, B, 4H]` (W_ih^(x) x_t + b for all t, time major), W_hr `[4H, H + R·W]` = [W_hh, W_ih^(r)],
+    W_ξ `[Z, H]`, b_ξ `[Z]`, h0 `[B, H]`, c0 `[B, H]`, r0 `[B, R, W]`, M0 `[B, N, W]`, u0 `[B, N]`, L0 `[B, N, N]`,
+    p0 `[B, N]`, w^r_0 `[B, R, N]`, w^w_0 `[B, N]`. Returns HR `[T + 1, B, H + R·W]` (row t + 1 = [h_t; r_t]) and
+    the final c, M, u, L, p, w^r, w^w (each sequence's state after its last real step, see ``last``).
+
+    Non-tensor arguments: ``last`` `[B]` int64 (each sequence's last real step, or None when all run T
+    steps), ``dims`` (R, W), ``keep`` (whether to keep what backward needs; False under no_grad).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        pre: Tensor,
+        w_hr: Tensor,
+        w_xi: Tensor,
+        b_xi: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        r0: Tensor,
+        M: Tensor,
+        u: Tensor,
+        L: Tensor,
+        p: Tensor,
+        wr: Tensor,
+        ww: Tensor,
+        last: Tensor | None,
+        dims: tuple[int, int],
+        keep: bool,
+    ) -> tuple[Tensor, ...]:
+        R, W = dims
+        T, B = pre.shape[0], pre.shape[1]
+        H = h0.shape[1]
+        HR = pre.new_empty(T + 1, B, H + R * W)
+        HR[0, :, :H] = h0
+        HR[0, :, H:] = r0.reshape(B, R * W)
+        w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
+        ends = _ends(last, T, pre.device)
+        finals = None if last is None else [x.clone() for x in (c0, M, u, L, p, wr, ww)]
+        c, m_inv = c0, None
+        steps = []
+        for t in range(T):
+            h, c_new, lstm_saved = lstm_cell_forward(torch.addmm(pre[t], HR[t], w_hr_t), c, HR[t + 1, :, :H])
+            xi = torch.addmm(b_xi, h, w_xi_t)  # ξ_t = W_ξ h_t + b
+            (r, M, u, L, p, wr, ww, _, m_inv), saved = access_forward(xi, M, u, L, p, wr, ww, R, W, m_inv)
+            HR[t + 1, :, H:] = r.reshape(B, R * W)
+            if keep:
+                steps.append((c, lstm_saved, saved))
+            c = c_new
+            if t in ends:
+                idx = ends[t]
+                for final, x in zip(finals, (c, M, u, L, p, wr, ww), strict=True):  # type: ignore[arg-type]
+                    final.index_copy_(0, idx, x.index_select(0, idx))
+        if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle)
+            finals = [x.clone() for x in (c, M, u, L, p, wr, ww)] if keep else [c, M, u, L, p, wr, ww]
+        if keep:
+            ctx.steps = steps
+            ctx.ends = ends
+            ctx.dims = dims
+            ctx.save_for_backward(HR, w_hr, w_xi)
+        ctx.set_materialize_grads(False)
+        return (HR, *finals)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_HR: Tensor | None, *g_finals: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        HR, w_hr, w_xi = ctx.saved_tensors
+        R, W = ctx.dims
+        steps, ends = ctx.steps, ctx.ends
+        T, B = len(steps), HR.shape[1]
+        H = HR.shape[2] - R * W
+        G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations
+        G_xi = HR.new_empty(T, B, w_xi.shape[0])  # ∂L/∂ξ_t
+        # carried gradients of the state after step t: c, M, u, L, p, w^r, w^w (None = zero)
+        carry: list[Tensor | None] = [None] * 7
+        owned = [False] * 7
+        if not ends:  # no padding: the final state is the state after step T − 1
+            carry = list(g_finals)
+        g_hr_next = None  # ∂L/∂HR[t + 1] from step t + 1's controller
+        for t in range(T - 1, -1, -1):
+            if t in ends:
+                idx = ends[t]
+                for k, g_final in enumerate(g_finals):
+                    if g_final is None:
+                        continue
+                    if carry[k] is None or not owned[k]:
+                        carry[k] = torch.zeros_like(g_final) if carry[k] is None else carry[k].clone()
+                        owned[k] = True
+                    carry[k].index_add_(0, idx, g_final.index_select(0, idx))
+            c_prev, (act, tc), saved = steps[t]
+            g_hr = g_hr_next  # ∂L/∂[h_t; r_t]: from step t + 1 (owned) plus from the outputs (the caller's)
+            if g_HR is not None:
+                g_hr = g_HR[t + 1] if g_hr is None else g_hr.add_(g_HR[t + 1])
+            g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
+            g_r = None if g_hr is None else g_hr[:, H:].reshape(B, R, W)
+            g_xi, g_M, g_u, g_L, g_p, g_wr, g_ww = access_backward(
+                saved, R, W, g_r, g_M, g_u, g_L, g_p, g_wr, g_ww, owned_M=owned[1], owned_L=owned[3]
+            )
+            G_xi[t] = g_xi
+            g_h = g_xi @ w_xi if g_hr is None else torch.addmm(g_hr[:, :H], g_xi, w_xi)  # h_t feeds ξ_t and HR
+            g_gates, g_c = lstm_cell_backward(act, c_prev, tc, g_h, g_c, out=G_gates[t])
+            g_hr_next = torch.mm(g_gates, w_hr)  # ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
+            carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
+            owned = [True] * 7
+        g_init = g_hr_next if g_HR is None else g_hr_next.add_(g_HR[0])  # type: ignore[union-attr]
+        # rows whose final state is their initial state (no real step) cannot occur: lengths >= 1
+        TB = T * B
+        g_w_hr = torch.mm(G_gates.reshape(TB, -1).t(), HR[:-1].reshape(TB, -1))
+        h_all = HR[1:, :, :H].reshape(TB, H)
+        g_xi_all = G_xi.reshape(TB, -1)
+        g_w_xi = torch.mm(g_xi_all.t(), h_all)
+        g_b_xi = g_xi_all.sum(0)
+        g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
+        return (
+            G_gates, g_w_hr, g_w_xi, g_b_xi, g_init[:, :H], g_c, g_init[:, H:].reshape(B, R, W),
+            g_M, g_u, g_L, g_p, g_wr, g_ww, None, None, None,
+        )  # fmt: skip
