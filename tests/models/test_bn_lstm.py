@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-import mnemonet.models.bn_lstm_loop as loop_mod
+import mnemonet.models.onednn as onednn_mod
 from mnemonet.models.bn_lstm import BNLSTMCell, bn_lstm, recompute_statistics
 from mnemonet.models.cells import LSTMState
 from mnemonet.models.recurrent import Bidirectional, Recurrent, Stacked, reverse_padded
@@ -491,7 +491,7 @@ def test_float32_kernels_match_plain_matmul(variant, monkeypatch):
     x = torch.randn(7, 9, 5)
     lengths = torch.tensor([9, 4, 9, 2, 7, 9, 5])
     a = run(copy.deepcopy(model), x, lengths)
-    monkeypatch.setattr(loop_mod, "USE_ONEDNN", False)
+    monkeypatch.setattr(onednn_mod, "USE_ONEDNN", False)
     b = run(copy.deepcopy(model), x, lengths)
     torch.testing.assert_close(a[0], b[0], rtol=1e-4, atol=1e-5)
     for k in a[2]:

@@ -27,8 +27,9 @@ from torch import Tensor, nn
 from mnemonet._checks import check_choice, check_positive, check_tensor
 from mnemonet.models import init as inits
 from mnemonet.models.base import Cell
-from mnemonet.models.bn_lstm_loop import bn_lstm_loop, linear
+from mnemonet.models.bn_lstm_loop import bn_lstm_loop
 from mnemonet.models.cells import LSTMState
+from mnemonet.models.onednn import linear
 from mnemonet.models.recurrent import Bidirectional, Recurrent, Stacked
 from mnemonet.models.registry import register
 from mnemonet.models.seq_norm import NORMALIZATIONS, StepBatchNorm

@@ -15,64 +15,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mnemonet.models.onednn import PackedLinear, weight_grad
+
 _bn_forward = torch.ops.aten.native_batch_norm
 _bn_backward = torch.ops.aten.native_batch_norm_backward
-
-#: Use oneDNN's matmul kernels (as torch's fused CPU LSTM does) for float32 on CPU where torch has them.
-USE_ONEDNN = True
-_onednn_works: bool | None = None
-
-
-def _onednn_available() -> bool:
-    """Whether torch's oneDNN linear ops exist and agree with torch.mm (checked once)."""
-    global _onednn_works
-    if _onednn_works is None:
-        try:
-            a, w = torch.randn(3, 5), torch.randn(4, 5)
-            packed = torch.ops.mkldnn._reorder_linear_weight(w, 3)
-            y = torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
-            _onednn_works = bool(torch.allclose(y, a @ w.t(), atol=1e-5))
-        except (AttributeError, RuntimeError, NotImplementedError):
-            _onednn_works = False
-    return _onednn_works
-
-
-def _use_onednn(t: Tensor) -> bool:
-    """Whether matmuls with ``t`` run on oneDNN (CPU, float32, oneDNN enabled and working)."""
-    return (
-        USE_ONEDNN
-        and t.device.type == "cpu"
-        and t.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and _onednn_available()
-    )
-
-
-class _Linear:
-    """x ↦ x @ wᵀ for many x `[B, K]` and one weight w `[N, K]`.
-
-    On CPU in float32 it runs oneDNN's kernel on a weight packed once per sequence (about twice as fast
-    as the BLAS matmul for these shapes on some CPUs); elsewhere ``torch.mm``.
-    """
-
-    def __init__(self, weight: Tensor, batch_size: int) -> None:
-        self.onednn = _use_onednn(weight)
-        if self.onednn:
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size)
-        else:
-            self.weight_t = weight.t()  # (K, N)
-
-    def __call__(self, x: Tensor, add: Tensor | None = None) -> Tensor:
-        """x @ wᵀ (+ ``add``): `[B, K]` -> `[B, N]`."""
-        if not self.onednn:
-            return torch.mm(x, self.weight_t) if add is None else torch.addmm(add, x, self.weight_t)
-        y = torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, None, "none", [], "")
-        return y if add is None else y.add_(add)
 
 
 class LoopStats(NamedTuple):
@@ -270,52 +219,6 @@ def _gate_views(act: Tensor, H: int) -> list[tuple[Tensor, ...]]:
     return [blocks[:, :, k].unbind(0) for k in range(4)]
 
 
-class _LinearFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        x, weight = ctx.saved_tensors
-        dx = dw = None
-        if ctx.needs_input_grad[0]:
-            dx = _Linear(weight.t(), dy.shape[0])(dy)  # dy W: (N, K)
-        if ctx.needs_input_grad[1]:
-            dw = dy.t() @ x  # (M, K)
-        return dx, dw
-
-
-def linear(x: Tensor, weight: Tensor) -> Tensor:
-    """``F.linear(x, weight)`` without bias, `[..., K]` -> `[..., M]` for weight `[M, K]`.
-
-    On CPU in float32 the forward and the input gradient run oneDNN's kernels (first-order gradients
-    only); elsewhere it is ``F.linear``.
-    """
-    if not _use_onednn(weight) or x.dtype != weight.dtype or x.device != weight.device:
-        return F.linear(x, weight)
-    lead = x.shape[:-1]
-    y = _LinearFn.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous())  # (N, M)
-    return y.reshape(*lead, weight.shape[0])  # (..., M)
-
-
-def _weight_grad(du_all: Tensor, hs: Tensor) -> Tensor:
-    """dL/dW_h = Σ_t du_tᵀ h_{t-1} `[4H, H]` as one matmul, given du_all `[T, B, 4H]` and hs `[T, B, H]` (h_{t-1}).
-
-    With oneDNN the operands are laid out once as `[4H, T·B]` and `[H, T·B]` (the layout its kernel
-    wants); otherwise ``torch.mm`` takes the transposed view.
-    """
-    T, B, H = hs.shape
-    du_flat = du_all.reshape(T * B, -1)  # (T*B, 4H)
-    if not _use_onednn(du_all):
-        return du_flat.t() @ hs.reshape(T * B, H)
-    dut = du_flat.t().contiguous()  # (4H, T*B)
-    hst = hs.reshape(T * B, H).t().contiguous()  # (H, T*B)
-    return torch.ops.mkldnn._linear_pointwise(dut, hst, None, "none", [], "")
-
-
 class _Loop(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ix, h0, c0, w, g1, s1, gc, bc, mask, variant, training, eps, running_1, running_c):
@@ -324,7 +227,7 @@ class _Loop(torch.autograd.Function):
         full, summed = variant == "full", variant == "summed"
         cpu = ix.device.type == "cpu"
         new = ix.new_empty
-        linear = _Linear(w, B)  # h ↦ W_h h
+        linear = PackedLinear(w, B)  # h ↦ W_h h
         norm_1 = _StepNorm(training[0], running_1, g1, s1, eps) if (full or summed) else None
         # on CPU the normalisation of c returns 2·BN(c), so that tanh(BN(c)) = 2σ(2·BN(c)) − 1 takes no extra op
         norm_c = _StepNorm(training[1], running_c, gc, bc, eps, 2.0 if cpu else 1.0) if full else None
@@ -413,7 +316,7 @@ class _Loop(torch.autograd.Function):
         keeps = None if mask is None else _step_views(mask.t().unsqueeze(-1))  # T × (B, 1)
         dus: list[Tensor] = []  # dL/du_t, t = T-1 .. 0
         grads_1, grads_c = _Grads([], []), _Grads([], [])
-        linear = _Linear(w.t(), B)  # du ↦ W_hᵀ du
+        linear = PackedLinear(w.t(), B)  # du ↦ W_hᵀ du
         for t in reversed(range(T)):
             keep = None if mask is None else keeps[t]  # (B, 1)
             n_t = None if mask is None else count[t]  # rows counted at step t
@@ -443,7 +346,7 @@ class _Loop(torch.autograd.Function):
             if keep is not None:
                 dh, dc = dh + dh_skip, dc + dc_skip
         du_all = dpre_all if norm_1 is None else torch.stack(dus[::-1])  # dL/du_t: (T, B, 4H)
-        dw = _weight_grad(du_all, hs[:T])  # (4H, H)
+        dw = weight_grad(du_all, hs[:T])  # (4H, H)
         dix = (du_all if summed else dpre_all).transpose(0, 1)  # dL/d ix (u = ix + W_h h if summed): (B, T, 4H)
         dg1 = ds1 = dgc = dbc = None
         if norm_1 is not None:

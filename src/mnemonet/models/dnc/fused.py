@@ -166,14 +166,14 @@ def access_forward(
     bwd = torch.bmm(prev_read, L_new)  # (B, R, N)
 
     # w^r_t = π[0] b + π[1] c + π[2] f; r_t = M_t^T w^r_t
-    S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N)
+    S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N); backward reads c^r from here
     wr = (pi * S).sum(2)  # (B, R, N); elementwise: a batched 1×3 @ 3×N matmul costs more
     r = torch.bmm(wr, mem_new)  # (B, R, W)
 
     saved = (
         keys, v, k_inv, scale, q, sg, pi, plus_raw, memory, usage, L, p, prev_read, ww_prev,
-        terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, mem_new, L_new, keep_p,
-        mn_inv, dot_r, c_r, S, wr,
+        psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, mem_new, L_new, keep_p,
+        mn_inv, dot_r, S, wr,
     )  # fmt: skip
     return (r, mem_new, u_new, L_new, p_new, wr, ww, a, mn_inv), saved
 
@@ -198,10 +198,11 @@ def access_backward(
     """
     (
         keys, v, k_inv, scale, q, sg, pi, plus_raw, M, u, L, p, wr_prev, ww_prev,
-        terms, psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, we, Mn, Ln, keep_p,
-        mn_inv, dot_r, c_r, S, wr,
+        psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, Mn, Ln, keep_p,
+        mn_inv, dot_r, S, wr,
     ) = saved  # fmt: skip
     R, W = num_reads, word_size
+    c_r = S[:, :, 1]  # (B, R, N)
     B = u.shape[0]
     one = _const(1.0, u)
     g_Mn = _writable(g_Mn, Mn, owned_M)  # accumulated in place below
@@ -249,7 +250,7 @@ def access_backward(
     # L_t = mask ⊙ ((1 − w_i − w_j) L + w_i p_j)
     g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, w_row, value=-1.0)  # reuses GL
     # M_t = M ⊙ (1 − w e^T) + w v^T
-    g_M = torch.addcmul(g_Mn, g_Mn, we, value=-1.0)
+    g_M = torch.addcmul(g_Mn, g_Mn, w_col * sg[:, None, :W], value=-1.0)  # w^w e^T recomputed, not saved
     gMM = g_Mn * M
     ve = torch.stack([v, sg[:, :W]], 1)  # (B, 2, W)
     g_ww_t = g_ww_t.add_(torch.bmm(ve[:, :1], g_Mn.transpose(1, 2)).squeeze(1))  # row-vector products:
@@ -280,9 +281,10 @@ def access_backward(
     g_u = g_upre * torch.sub(one, ww_prev)
     g_ww_prev = g_upre * torch.sub(one, u)
     # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
+    f = sg[:, W : W + R]
+    terms = torch.addcmul(one, f.unsqueeze(-1), wr_prev, value=-1.0)  # (B, R, N), recomputed, not saved
     others = torch.where(_eye(R, terms.device), one, terms.unsqueeze(1)).prod(2)  # (B, R, N)
     g_terms = others.mul_(g_psi.unsqueeze(1))
-    f = sg[:, W : W + R]
     g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
     g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f.unsqueeze(-1), value=-1.0)
     # q = β k / sqrt(|k|² + ε): g_k = s g_q − s k_inv² (k·g_q) k, g_β = k_inv (k·g_q)

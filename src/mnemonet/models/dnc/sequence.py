@@ -151,10 +151,9 @@ class DNCSequence(torch.autograd.Function):
         g_init = g_hr_next if g_HR is None else g_hr_next.add_(g_HR[0])  # type: ignore[union-attr]
         # rows whose final state is their initial state (no real step) cannot occur: lengths >= 1
         TB = T * B
-        g_w_hr = torch.mm(G_gates.reshape(TB, -1).t(), HR[:-1].reshape(TB, -1))
-        h_all = HR[1:, :, :H].reshape(TB, H)
+        g_w_hr = torch.mm(G_gates.reshape(TB, -1).t(), HR[:-1].reshape(TB, -1))  # Σ_t g_t^T [h_{t−1}; r_{t−1}]
         g_xi_all = G_xi.reshape(TB, -1)
-        g_w_xi = torch.mm(g_xi_all.t(), h_all)
+        g_w_xi = torch.mm(g_xi_all.t(), HR[1:, :, :H].reshape(TB, H))  # Σ_t g_ξ_t^T h_t
         g_b_xi = g_xi_all.sum(0)
         g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
         return (
