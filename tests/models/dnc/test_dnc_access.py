@@ -231,3 +231,18 @@ def test_shared_gradients_are_not_corrupted_by_in_place_accumulation():
     g_c = torch.autograd.grad(loss_c, [extra, *access.parameters()])
     for a, b in zip(g_f, g_c, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_fused_step_breaks_usage_ties_like_the_composed_step():
+    R, W, N = 2, 3, 6
+    g = torch.Generator().manual_seed(3)
+    xi = torch.randn(2, interface_size(W, R), generator=g, dtype=torch.float64)
+    state = initial_access_state(2, N, W, R, dtype=torch.float64)  # every usage 0: all slots tie
+    state = state._replace(usage=torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0, 0.9]] * 2, dtype=torch.float64))
+    fused = FusedAccessStep.apply(
+        xi, state.memory, state.usage, state.link.link, state.link.precedence, state.read_weights,
+        state.write_weights, R, W,
+    )  # fmt: skip
+    _, composed, info = access_step(split_interface(xi, W, R), state)
+    torch.testing.assert_close(fused[7], info.allocation)
+    torch.testing.assert_close(fused[6], composed.write_weights)

@@ -68,9 +68,13 @@ def test_usage_with_two_write_heads_combines_them():
     torch.testing.assert_close(A.usage(u, ww, psi), u + joint - u * joint)
 
 
-def test_allocation_matches_loop():
+@pytest.mark.parametrize("ties", [False, True])
+def test_allocation_matches_loop(ties):
     B, N = 3, 7
     u = torch.rand(B, N, dtype=D)
+    if ties:  # equal usages (unused slots, saturated ones): the lower slot comes first, as in a stable sort
+        u[:, ::2] = 0.0
+        u[:, 1] = u[:, 5] = 0.5
     got = A.allocation(u)
     for b in range(B):
         uu = [A.EPSILON + (1 - A.EPSILON) * x for x in u[b].tolist()]

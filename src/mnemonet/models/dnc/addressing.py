@@ -118,7 +118,7 @@ def allocation(usage: Tensor, eps: float = EPSILON) -> Tensor:
         a_t, `[B, N]`, non-negative with sum ≤ 1; the least used slot gets the largest share.
     """
     u = eps + (1.0 - eps) * usage
-    sorted_usage, phi = torch.sort(u, dim=-1)  # φ: free list, least used first
+    sorted_usage, phi = torch.sort(u, dim=-1, stable=True)  # φ: free list, least used first; ties by slot
     ones = torch.ones_like(sorted_usage[..., :1])
     prod_before = torch.cumprod(torch.cat([ones, sorted_usage[..., :-1]], dim=-1), dim=-1)  # exclusive
     sorted_alloc = (1.0 - sorted_usage) * prod_before

@@ -26,7 +26,7 @@ from mnemonet.models.dnc.addressing import EPSILON
 
 _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.default
 _CONSTANTS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
-_EYES: dict[tuple[int, torch.device], Tensor] = {}
+_OTHERS: dict[tuple[int, torch.device], Tensor] = {}
 
 
 def _const(value: float, like: Tensor) -> Tensor:
@@ -38,12 +38,13 @@ def _const(value: float, like: Tensor) -> Tensor:
     return out
 
 
-def _eye(R: int, device: torch.device) -> Tensor:
-    """`[1, R, R, 1]` bool identity, cached."""
+def _others(R: int, device: torch.device) -> Tensor:
+    """`[R, R − 1]` indices: row i lists 0 … R − 1 without i (cached)."""
     key = (R, device)
-    out = _EYES.get(key)
+    out = _OTHERS.get(key)
     if out is None:
-        out = _EYES[key] = torch.eye(R, dtype=torch.bool, device=device).reshape(1, R, R, 1)
+        rows = [[k for k in range(R) if k != i] for i in range(R)]
+        out = _OTHERS[key] = torch.tensor(rows, dtype=torch.long, device=device).reshape(R, max(R - 1, 0))
     return out
 
 
@@ -136,7 +137,7 @@ def access_forward(
     c_w = torch.softmax(dot_w * m_inv, -1)
 
     # a_t: allocation from usage sorted ascending (ε + (1 − ε) u), exclusive cumulative product
-    su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), -1)
+    su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), dim=-1, stable=True)  # ties: slot order
     excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, N)
     sa = torch.addcmul(excl, su, excl, value=-1.0)  # (1 − su_j) Π_{i<j} su_i
     a = torch.empty_like(sa).scatter_(-1, phi, sa)
@@ -146,9 +147,8 @@ def access_forward(
     ww = mix * gw  # (B, N)
     w_col = ww.unsqueeze(-1)  # (B, N, 1)
 
-    # M_t = M_{t−1} ⊙ (E − w^w e^T) + w^w v^T
-    we = w_col * e_row  # w^w e^T, (B, N, W)
-    mem_new = torch.addcmul(memory, memory, we, value=-1.0).addcmul_(w_col, v.unsqueeze(1))
+    # M_t = M_{t−1} ⊙ (E − w^w e^T) + w^w v^T = M_{t−1} + w^w ⊙ (v^T − e^T ⊙ M_{t−1}) (two kernels)
+    mem_new = torch.addcmul(memory, w_col, torch.addcmul(v.unsqueeze(1), e_row, memory, value=-1.0))
 
     # L_t = (1 − w_i − w_j) L_{t−1} + w_i p_j with a zero diagonal; p_t = (1 − Σ w) p + w
     L_new = torch.addcmul(L, w_col, L, value=-1.0)  # (1 − w_i) L, (B, N, N); then − w_j L + w_i p_j
@@ -249,14 +249,14 @@ def access_backward(
         g_ww_t = g_ww_t.add_(g_pn).sub_((g_pn * p).sum(-1, keepdim=True))
     # L_t = mask ⊙ ((1 − w_i − w_j) L + w_i p_j)
     g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, w_row, value=-1.0)  # reuses GL
-    # M_t = M ⊙ (1 − w e^T) + w v^T
-    g_M = torch.addcmul(g_Mn, g_Mn, w_col * sg[:, None, :W], value=-1.0)  # w^w e^T recomputed, not saved
-    gMM = g_Mn * M
-    ve = torch.stack([v, sg[:, :W]], 1)  # (B, 2, W)
-    g_ww_t = g_ww_t.add_(torch.bmm(ve[:, :1], g_Mn.transpose(1, 2)).squeeze(1))  # row-vector products:
-    g_ww_t = g_ww_t.sub_(torch.bmm(ve[:, 1:], gMM.transpose(1, 2)).squeeze(1))  # bmm is slow on columns
-    g_e = torch.bmm(w_row, gMM).squeeze(1).neg_()  # (B, W)
-    g_v = torch.bmm(w_row, g_Mn).squeeze(1)  # (B, W)
+    # M_t = M + w ⊙ (v^T − e^T ⊙ M): g_w = Σ_k g ⊙ (v − e ⊙ M), g_v = Σ_i w g, g_e = −Σ_i w g ⊙ M
+    e_row = sg[:, None, :W]  # (B, 1, W)
+    inner = torch.addcmul(v.unsqueeze(1), e_row, M, value=-1.0)  # v^T − e^T ⊙ M, (B, N, W)
+    g_ww_t = g_ww_t.add_(inner.mul_(g_Mn).sum(-1))
+    gw_ = g_Mn * w_col  # (B, N, W)
+    g_M = torch.addcmul(g_Mn, gw_, e_row, value=-1.0)
+    g_v = gw_.sum(1)  # (B, W)
+    g_e = gw_.mul_(M).sum(1).neg_()  # (B, W)
     # w^w = g^w lerp(c^w, a, g^a)
     ga, gw = sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
     g_gw = (g_ww_t * mix).sum(-1, keepdim=True)
@@ -283,7 +283,7 @@ def access_backward(
     # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
     f = sg[:, W : W + R]
     terms = torch.addcmul(one, f.unsqueeze(-1), wr_prev, value=-1.0)  # (B, R, N), recomputed, not saved
-    others = torch.where(_eye(R, terms.device), one, terms.unsqueeze(1)).prod(2)  # (B, R, N)
+    others = terms[:, _others(R, terms.device)].prod(2)  # (B, R, N): row i multiplies the R − 1 other terms
     g_terms = others.mul_(g_psi.unsqueeze(1))
     g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
     g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f.unsqueeze(-1), value=-1.0)
