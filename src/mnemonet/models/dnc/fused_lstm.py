@@ -19,50 +19,60 @@ from torch.autograd.function import once_differentiable
 
 from mnemonet.models.cells import LSTMCell
 
+_SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
+_TANH_BACKWARD = torch.ops.aten.tanh_backward
+_TANH_BACKWARD_INTO = torch.ops.aten.tanh_backward.grad_input
+
 
 def lstm_cell_forward(gates: Tensor, c: Tensor, h_out: Tensor | None = None) -> tuple[Tensor, Tensor, tuple]:
     """torch's LSTM cell update from the summed pre-activations, without autograd.
 
     Args:
-        gates: a_t `[B, 4H]` in torch's gate order (i, f, g, o); overwritten by nothing.
+        gates: a_t `[B, 4H]` in torch's gate order (i, f, g, o).
         c: c_{t−1} `[B, H]`.
         h_out: optional `[B, H]` (any strides) to write h_t into.
 
     Returns:
-        (h_t `[B, H]`, c_t `[B, H]`, (σ/tanh of the gates `[B, 4H]`, tanh(c_t)) for :func:`lstm_cell_backward`).
+        (h_t `[B, H]`, c_t `[B, H]`, (σ(a_t) `[B, 4H]` (its g block unused), tanh(a_g), tanh(c_t)) for
+        :func:`lstm_cell_backward`).
     """
     H = c.shape[1]
-    act = torch.sigmoid(gates)  # the g block is replaced by tanh below
-    act[:, 2 * H : 3 * H] = torch.tanh(gates[:, 2 * H : 3 * H])
-    i, f, g, o = act.chunk(4, 1)
-    c_new = torch.addcmul(f * c, i, g)
+    sig = torch.sigmoid(gates)  # one kernel for all four blocks; the g block is replaced by tanh(a_g)
+    g = torch.tanh(gates[:, 2 * H : 3 * H])
+    i, f, _, o = sig.chunk(4, 1)
+    c_new = torch.addcmul(f * c, i, g)  # c_t = f ⊙ c_{t−1} + i ⊙ g
     tc = torch.tanh(c_new)
-    h_new = torch.mul(o, tc) if h_out is None else torch.mul(o, tc, out=h_out)
-    return h_new, c_new, (act, tc)
+    h_new = torch.mul(o, tc) if h_out is None else torch.mul(o, tc, out=h_out)  # h_t = o ⊙ tanh(c_t)
+    return h_new, c_new, (sig, g, tc)
 
 
 def lstm_cell_backward(
-    act: Tensor, c: Tensor, tc: Tensor, g_h: Tensor | None, g_c: Tensor | None, out: Tensor | None = None
+    saved: tuple, c: Tensor, g_h: Tensor | None, g_c: Tensor | None, out: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """VJP of :func:`lstm_cell_forward`: (∂L/∂a_t `[B, 4H]`, ∂L/∂c_{t−1} `[B, H]`) from ∂L/∂h_t and ∂L/∂c_t.
 
     Args:
-        act, c, tc: the gate activations, c_{t−1} and tanh(c_t) of the forward step.
+        saved: the third result of :func:`lstm_cell_forward`.
+        c: c_{t−1} `[B, H]`.
         g_h, g_c: gradients of h_t and c_t (None for zero).
         out: optional `[B, 4H]` to write ∂L/∂a_t into.
     """
+    sig, g, tc = saved
     H = c.shape[1]
-    i, f, g, o = act.chunk(4, 1)
+    i, f, _, o = sig.chunk(4, 1)
     if g_h is None:
         g_h = torch.zeros_like(tc)
-    g_ct = g_h * o * (1.0 - tc * tc)  # through h = o tanh(c_t)
+    g_ct = _TANH_BACKWARD(g_h * o, tc)  # through h = o tanh(c_t)
     if g_c is not None:
-        g_ct = g_ct + g_c
-    g_act = torch.cat([g_ct * g, g_ct * c, g_ct * i, g_h * tc], 1)  # d/d(i, f, g, o)
-    deriv = act * (1.0 - act)  # σ' = σ (1 − σ) ...
-    deriv[:, 2 * H : 3 * H] = 1.0 - g * g  # ... and tanh' = 1 − tanh² for the g block
-    g_gates = g_act.mul_(deriv) if out is None else torch.mul(g_act, deriv, out=out)  # (B, 4H)
-    return g_gates, g_ct * f
+        g_ct = g_ct.add_(g_c)
+    if out is None:
+        out = torch.empty_like(sig)
+    torch.mul(g_ct, g, out=out[:, :H])  # d/di
+    torch.mul(g_ct, c, out=out[:, H : 2 * H])  # d/df
+    torch.mul(g_h, tc, out=out[:, 3 * H :])  # d/do
+    _SIGMOID_BACKWARD(out, sig, grad_input=out)  # σ' = σ (1 − σ); the g block is overwritten next
+    _TANH_BACKWARD_INTO(g_ct * i, g, grad_input=out[:, 2 * H : 3 * H])  # d/dg, tanh' = 1 − tanh²
+    return out, g_ct * f
 
 
 class LSTMStep(torch.autograd.Function):
@@ -78,8 +88,8 @@ class LSTMStep(torch.autograd.Function):
         ctx: Any, pre: Tensor, r: Tensor, h: Tensor, c: Tensor, weight: Tensor, record: Any
     ) -> tuple[Tensor, Tensor]:
         rh = torch.cat([r.reshape(r.shape[0], -1), h], 1)  # [r_{t−1}; h_{t−1}], (B, R·W + H)
-        h_new, c_new, (act, tc) = lstm_cell_forward(torch.addmm(pre, rh, weight.t()), c)
-        ctx.save_for_backward(act, c, tc, rh, weight)
+        h_new, c_new, (sig, g, tc) = lstm_cell_forward(torch.addmm(pre, rh, weight.t()), c)
+        ctx.save_for_backward(sig, g, tc, c, rh, weight)
         ctx.record = record
         ctx.r_shape = r.shape
         ctx.set_materialize_grads(False)
@@ -88,8 +98,8 @@ class LSTMStep(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_h: Tensor | None, g_c: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        act, c, tc, rh, weight = ctx.saved_tensors
-        g_gates, g_c_prev = lstm_cell_backward(act, c, tc, g_h, g_c)
+        sig, g, tc, c, rh, weight = ctx.saved_tensors
+        g_gates, g_c_prev = lstm_cell_backward((sig, g, tc), c, g_h, g_c)
         g_rh = torch.mm(g_gates, weight)  # (B, R·W + H)
         ctx.record.inputs.append(rh)
         ctx.record.grads.append(g_gates)

@@ -133,7 +133,7 @@ class DNCSequence(torch.autograd.Function):
                         carry[k] = torch.zeros_like(g_final) if carry[k] is None else carry[k].clone()
                         owned[k] = True
                     carry[k].index_add_(0, idx, g_final.index_select(0, idx))
-            c_prev, (act, tc), saved = steps[t]
+            c_prev, lstm_saved, saved = steps[t]
             g_hr = g_hr_next  # ∂L/∂[h_t; r_t]: from step t + 1 (owned) plus from the outputs (the caller's)
             if g_HR is not None:
                 g_hr = g_HR[t + 1] if g_hr is None else g_hr.add_(g_HR[t + 1])
@@ -144,7 +144,7 @@ class DNCSequence(torch.autograd.Function):
             )
             G_xi[t] = g_xi
             g_h = g_xi @ w_xi if g_hr is None else torch.addmm(g_hr[:, :H], g_xi, w_xi)  # h_t feeds ξ_t and HR
-            g_gates, g_c = lstm_cell_backward(act, c_prev, tc, g_h, g_c, out=G_gates[t])
+            g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, out=G_gates[t])
             g_hr_next = torch.mm(g_gates, w_hr)  # ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
             carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
             owned = [True] * 7
