@@ -163,9 +163,11 @@ class DNCCell(Cell):
     def sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState] | None:
         """All steps of `[B, T, input_size]`: the same numbers as the step loop, faster.
 
-        W_y [h_t; r_t] is applied once to all steps; with an ``LSTMCell`` controller, W_ih x_t + b is too, and
-        each step's LSTM runs as one fused node (``fused_lstm``). Padded steps (past ``lengths``) keep the
-        state and give zero output, as in ``Recurrent``.
+        W_y [h_t; r_t] is applied once to all steps; with an ``LSTMCell`` controller, W_ih x_t + b is too. In
+        the paper's configuration (``LSTMCell`` controller, ``access.uses_fused_step``) the whole sequence is
+        one autograd node (``sequence.DNCSequence``); otherwise each step's LSTM runs as one fused node
+        (``fused_lstm``) beside the memory step. Padded steps (past ``lengths``) keep the state and give zero
+        output, as in ``Recurrent``. With a trace on, returns None (``Recurrent`` then runs the step loop).
         """
         if self.tracing is not None:
             return None

@@ -29,8 +29,6 @@ from torch.autograd.function import once_differentiable
 from mnemonet.models.dnc.fused import access_backward, access_forward
 from mnemonet.models.dnc.fused_lstm import lstm_cell_backward, lstm_cell_forward
 
-STATE_NAMES = ("c", "M", "u", "L", "p", "wr", "ww")  # the recurrent tensors returned besides HR
-
 
 def _ends(last: Tensor | None, T: int, device: torch.device) -> dict[int, Tensor]:
     """{step t: indices of the sequences whose last real step is t}; all of them at T − 1 without padding."""
