@@ -114,33 +114,33 @@ def access_forward(
     # ξ_t -> controls (interface.split_interface with Hw = 1): raw | oneplus | sigmoid | softmax
     keys_flat, v, plus_raw, sig_raw, soft_raw = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], 1)
     keys = keys_flat.reshape(B, R + 1, W)  # read keys then the write key, (B, R+1, W)
-    beta = F.softplus(plus_raw).add_(one)  # β = oneplus(β̂): β^r then β^w, (B, R+1)
     sg = torch.sigmoid(sig_raw)  # e | f | g^a | g^w, (B, W + R + 2)
-    e_row, f, ga, gw = sg[:, :W].unsqueeze(1), sg[:, W : W + R], sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
+    e, f, ga, gw = sg.split([W, R, 1, 1], 1)
+    e_row = e.unsqueeze(1)  # (B, 1, W)
     pi = torch.softmax(soft_raw.reshape(B, R, 3, 1), -2)  # π: backward, content, forward, (B, R, 3, 1)
 
-    # keys scaled once: q = β k / sqrt(|k|² + ε), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
-    k_inv = torch.rsqrt(torch.linalg.vector_norm(keys, dim=-1).square_().add_(eps))  # (B, R+1)
-    scale = beta * k_inv
+    # keys scaled once: q = β k / sqrt(|k|² + ε), β = oneplus(β̂), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
+    k_inv = inverse_norms(keys, eps)  # (B, R+1)
+    scale = F.softplus(plus_raw).add_(one).mul_(k_inv)  # β k_inv: β^r then β^w, (B, R+1)
     q = keys * scale.unsqueeze(-1)  # (B, R+1, W)
 
     # ψ_t = Π_i (1 − f^i w^{r,i}_{t−1}); u_t = (u + w^w − u ⊙ w^w) ⊙ ψ_t
     terms = torch.addcmul(one, f.unsqueeze(-1), prev_read, value=-1.0)  # (B, R, N)
     psi = terms.prod(1)  # (B, N)
-    u_pre = torch.addcmul(usage, ww_prev, torch.sub(one, usage))
+    u_pre = torch.lerp(usage, one, ww_prev)  # u + w^w (1 − u)
     u_new = u_pre * psi
 
     # c^w_t = C(M_{t−1}, k^w, β^w)
     if m_inv is None:
         m_inv = inverse_norms(memory, eps)  # (B, N)
-    dot_w = torch.bmm(q[:, R:], memory.transpose(1, 2)).squeeze(1)  # (B, N)
-    c_w = torch.softmax(dot_w * m_inv, -1)
+    z_w = torch.bmm(q[:, R:], memory.transpose(1, 2)).squeeze(1).mul_(m_inv)  # cosine × β^w, (B, N)
+    c_w = torch.softmax(z_w, -1)
 
     # a_t: allocation from usage sorted ascending (ε + (1 − ε) u), exclusive cumulative product
     su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), dim=-1, stable=True)  # ties: slot order
     excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, N)
     sa = torch.addcmul(excl, su, excl, value=-1.0)  # (1 − su_j) Π_{i<j} su_i
-    a = torch.empty_like(sa).scatter_(-1, phi, sa)
+    a = sa.scatter(-1, phi, sa)  # back to slot order (φ is a permutation: every entry is written)
 
     # w^w_t = g^w [g^a a + (1 − g^a) c^w]
     mix = torch.lerp(c_w, a, ga)
@@ -160,8 +160,8 @@ def access_forward(
     # c^r_t = C(M_t, k^r, β^r); f_t = L_t w^r_{t−1}, b_t = L_t^T w^r_{t−1}
     mn_inv = inverse_norms(mem_new, eps)  # (B, N)
     Mn_T = mem_new.transpose(1, 2)  # (B, W, N)
-    dot_r = torch.bmm(q[:, :R], Mn_T)  # (B, R, N)
-    c_r = torch.softmax(dot_r * mn_inv.unsqueeze(1), -1)
+    z_r = torch.bmm(q[:, :R], Mn_T).mul_(mn_inv.unsqueeze(1))  # cosine × β^r, (B, R, N)
+    c_r = torch.softmax(z_r, -1)
     fwd = torch.bmm(prev_read, L_new.transpose(1, 2))  # (B, R, N)
     bwd = torch.bmm(prev_read, L_new)  # (B, R, N)
 
@@ -172,8 +172,8 @@ def access_forward(
 
     saved = (
         keys, v, k_inv, scale, q, sg, pi, plus_raw, memory, usage, L, p, prev_read, ww_prev,
-        psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, mem_new, L_new, keep_p,
-        mn_inv, dot_r, S, wr,
+        psi, u_pre, m_inv, z_w, c_w, su, phi, excl, sa, a, mix, ww, mem_new, L_new, keep_p,
+        mn_inv, z_r, S, wr,
     )  # fmt: skip
     return (r, mem_new, u_new, L_new, p_new, wr, ww, a, mn_inv), saved
 
@@ -198,11 +198,12 @@ def access_backward(
     """
     (
         keys, v, k_inv, scale, q, sg, pi, plus_raw, M, u, L, p, wr_prev, ww_prev,
-        psi, u_pre, m_inv, dot_w, c_w, su, phi, excl, sa, a, mix, ww, Mn, Ln, keep_p,
-        mn_inv, dot_r, S, wr,
+        psi, u_pre, m_inv, z_w, c_w, su, phi, excl, sa, a, mix, ww, Mn, Ln, keep_p,
+        mn_inv, z_r, S, wr,
     ) = saved  # fmt: skip
     R, W = num_reads, word_size
     c_r = S[:, :, 1]  # (B, R, N)
+    e, f, ga, gw = sg.split([W, R, 1, 1], 1)
     B = u.shape[0]
     one = _const(1.0, u)
     g_Mn = _writable(g_Mn, Mn, owned_M)  # accumulated in place below
@@ -234,7 +235,7 @@ def access_backward(
     g_dot = g_z * mn_inv.unsqueeze(1)
     g_qr = torch.bmm(g_dot, Mn)  # (B, R, W)
     g_Mn.baddbmm_(g_dot.transpose(1, 2), q[:, :R])
-    g_minv = (g_z * dot_r).sum(1).mul_(mn_inv.pow(3))  # (B, N): d(1/|M|)/dM = −M / |M|³
+    g_minv = (g_dot * z_r).sum(1).mul_(mn_inv)  # (B, N): d(1/|M|)/dM = −M / |M|³
     g_Mn.addcmul_(g_minv.unsqueeze(-1), Mn, value=-1.0)
     # p_t = (1 − Σ w) p + w
     w_col, w_row = ww.unsqueeze(-1), ww.unsqueeze(1)  # (B, N, 1), (B, 1, N)
@@ -250,7 +251,7 @@ def access_backward(
     # L_t = mask ⊙ ((1 − w_i − w_j) L + w_i p_j)
     g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, w_row, value=-1.0)  # reuses GL
     # M_t = M + w ⊙ (v^T − e^T ⊙ M): g_w = Σ_k g ⊙ (v − e ⊙ M), g_v = Σ_i w g, g_e = −Σ_i w g ⊙ M
-    e_row = sg[:, None, :W]  # (B, 1, W)
+    e_row = e.unsqueeze(1)  # (B, 1, W)
     inner = torch.addcmul(v.unsqueeze(1), e_row, M, value=-1.0)  # v^T − e^T ⊙ M, (B, N, W)
     g_ww_t = g_ww_t.add_(inner.mul_(g_Mn).sum(-1))
     gw_ = g_Mn * w_col  # (B, N, W)
@@ -258,7 +259,6 @@ def access_backward(
     g_v = gw_.sum(1)  # (B, W)
     g_e = gw_.mul_(M).sum(1).neg_()  # (B, W)
     # w^w = g^w lerp(c^w, a, g^a)
-    ga, gw = sg[:, W + R : W + R + 1], sg[:, W + R + 1 :]
     g_gw = (g_ww_t * mix).sum(-1, keepdim=True)
     g_mix = g_ww_t * gw
     g_a = g_mix * ga
@@ -268,31 +268,31 @@ def access_backward(
     g_sa = g_a.gather(-1, phi)
     csum = (g_sa * sa).cumsum(-1)  # through Π_{i<j} su_i: Σ_{j>i} g_j sa_j / su_i
     g_su = torch.addcmul((csum[:, -1:] - csum).div_(su), g_sa, excl, value=-1.0)
-    g_un = torch.empty_like(g_su).scatter_(-1, phi, g_su).mul_(1.0 - EPSILON).add_(g_un)
+    g_un = torch.add(g_un, g_su.scatter(-1, phi, g_su), alpha=1.0 - EPSILON)
     # c^w = softmax(dot_w / |M|)
     g_zw = _softmax_backward(g_cw, c_w)
     g_dotw = g_zw * m_inv
     g_qw = torch.bmm(g_dotw.unsqueeze(1), M)  # (B, 1, W)
     g_M.baddbmm_(g_dotw.unsqueeze(-1), q[:, R:])
-    g_M.addcmul_((g_zw * dot_w).mul_(m_inv.pow(3)).unsqueeze(-1), M, value=-1.0)
+    g_M.addcmul_((g_dotw * z_w).mul_(m_inv).unsqueeze(-1), M, value=-1.0)
     # u_t = u_pre ⊙ ψ, u_pre = u + w^w_{t−1} (1 − u)
     g_psi = g_un * u_pre
     g_upre = g_un * psi
     g_u = g_upre * torch.sub(one, ww_prev)
     g_ww_prev = g_upre * torch.sub(one, u)
     # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
-    f = sg[:, W : W + R]
-    terms = torch.addcmul(one, f.unsqueeze(-1), wr_prev, value=-1.0)  # (B, R, N), recomputed, not saved
+    f_col = f.unsqueeze(-1)  # (B, R, 1)
+    terms = torch.addcmul(one, f_col, wr_prev, value=-1.0)  # (B, R, N), recomputed, not saved
     others = terms[:, _others(R, terms.device)].prod(2)  # (B, R, N): row i multiplies the R − 1 other terms
     g_terms = others.mul_(g_psi.unsqueeze(1))
     g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
-    g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f.unsqueeze(-1), value=-1.0)
+    g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f_col, value=-1.0)
     # q = β k / sqrt(|k|² + ε): g_k = s g_q − s k_inv² (k·g_q) k, g_β = k_inv (k·g_q)
     g_q = torch.cat([g_qr, g_qw], 1)  # (B, R+1, W)
-    kg = (keys * g_q).sum(-1)  # (B, R+1)
-    g_keys = torch.addcmul(g_q * scale.unsqueeze(-1), keys, (scale * k_inv.square() * kg).unsqueeze(-1), value=-1.0)
+    kk = (keys * g_q).sum(-1).mul_(k_inv)  # k_inv (k·g_q), (B, R+1)
+    g_keys = torch.addcmul(g_q, keys, (kk * k_inv).unsqueeze(-1), value=-1.0).mul_(scale.unsqueeze(-1))
     # nonlinearities back onto ξ
-    g_plus = kg.mul_(k_inv).mul_(torch.sigmoid(plus_raw))  # oneplus' = σ
+    g_plus = kk.mul_(torch.sigmoid(plus_raw))  # oneplus' = σ
     g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), sg)
     g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype).reshape(B, 3 * R)
     g_xi = torch.cat([g_keys.reshape(B, (R + 1) * W), g_v, g_plus, g_sig, g_soft], -1)
