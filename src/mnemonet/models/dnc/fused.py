@@ -273,7 +273,7 @@ def access_backward(
     g_zw = _softmax_backward(g_cw, c_w)
     g_dotw = g_zw * m_inv
     g_qw = torch.bmm(g_dotw.unsqueeze(1), M)  # (B, 1, W)
-    g_M.baddbmm_(g_dotw.unsqueeze(-1), q[:, R:])
+    g_M.addcmul_(g_dotw.unsqueeze(-1), q[:, R:])  # outer product g_dot^w q^w: elementwise beats a K = 1 bmm
     g_M.addcmul_((g_dotw * z_w).mul_(m_inv).unsqueeze(-1), M, value=-1.0)
     # u_t = u_pre ⊙ ψ, u_pre = u + w^w_{t−1} (1 − u)
     g_psi = g_un * u_pre
