@@ -191,10 +191,12 @@ def access_backward(
     g_ww: Tensor | None,
     owned_M: bool = False,
     owned_L: bool = False,
+    g_xi_out: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """The vector-Jacobian product of :func:`access_forward`: gradients of (r_t, M_t, u_t, L_t, p_t, w^r_t, w^w_t) in
     (shapes as there; None for zero), gradients of (ξ_t, M_{t−1}, u_{t−1}, L_{t−1}, p_{t−1}, w^r_{t−1}, w^w_{t−1})
-    out. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in place (see :func:`_is_owned`).
+    out. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in place (see :func:`_is_owned`);
+    ``g_xi_out``: an optional `[B, Z]` to write the gradient of ξ_t into.
     """
     (
         keys, v, k_inv, scale, q, sg, pi, plus_raw, M, u, L, p, wr_prev, ww_prev,
@@ -295,7 +297,7 @@ def access_backward(
     g_plus = kk.mul_(torch.sigmoid(plus_raw))  # oneplus' = σ
     g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), sg)
     g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype).reshape(B, 3 * R)
-    g_xi = torch.cat([g_keys.reshape(B, (R + 1) * W), g_v, g_plus, g_sig, g_soft], -1)
+    g_xi = torch.cat([g_keys.reshape(B, (R + 1) * W), g_v, g_plus, g_sig, g_soft], -1, out=g_xi_out)
     return g_xi, g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev
 
 

@@ -79,15 +79,16 @@ class DNCSequence(torch.autograd.Function):
         HR[0, :, :H] = h0
         HR[0, :, H:] = r0.reshape(B, R * W)
         w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
+        pres, HRs = pre.unbind(0), HR.unbind(0)  # per-step views, made in one call each
         ends = _ends(last, T, pre.device)
         finals = None if last is None else [x.clone() for x in (c0, M, u, L, p, wr, ww)]
         c, m_inv = c0, None
         steps = []
         for t in range(T):
-            h, c_new, lstm_saved = lstm_cell_forward(torch.addmm(pre[t], HR[t], w_hr_t), c, HR[t + 1, :, :H])
+            h, c_new, lstm_saved = lstm_cell_forward(torch.addmm(pres[t], HRs[t], w_hr_t), c, HRs[t + 1][:, :H])
             xi = torch.addmm(b_xi, h, w_xi_t)  # ξ_t = W_ξ h_t + b
             (r, M, u, L, p, wr, ww, _, m_inv), saved = access_forward(xi, M, u, L, p, wr, ww, R, W, m_inv)
-            HR[t + 1, :, H:] = r.reshape(B, R * W)
+            HRs[t + 1][:, H:] = r.reshape(B, R * W)
             if keep:
                 steps.append((c, lstm_saved, saved))
             c = c_new
@@ -115,6 +116,8 @@ class DNCSequence(torch.autograd.Function):
         H = HR.shape[2] - R * W
         G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations
         G_xi = HR.new_empty(T, B, w_xi.shape[0])  # ∂L/∂ξ_t
+        G_gates_t, G_xis = G_gates.unbind(0), G_xi.unbind(0)
+        g_HRs = None if g_HR is None else g_HR.unbind(0)
         # carried gradients of the state after step t: c, M, u, L, p, w^r, w^w (None = zero)
         carry: list[Tensor | None] = [None] * 7
         owned = [False] * 7
@@ -134,15 +137,14 @@ class DNCSequence(torch.autograd.Function):
             c_prev, lstm_saved, saved = steps[t]
             g_hr = g_hr_next  # ∂L/∂[h_t; r_t]: from step t + 1 (owned) plus from the outputs (the caller's)
             if g_HR is not None:
-                g_hr = g_HR[t + 1] if g_hr is None else g_hr.add_(g_HR[t + 1])
+                g_hr = g_HRs[t + 1] if g_hr is None else g_hr.add_(g_HRs[t + 1])
             g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
             g_r = None if g_hr is None else g_hr[:, H:].reshape(B, R, W)
             g_xi, g_M, g_u, g_L, g_p, g_wr, g_ww = access_backward(
-                saved, R, W, g_r, g_M, g_u, g_L, g_p, g_wr, g_ww, owned_M=owned[1], owned_L=owned[3]
+                saved, R, W, g_r, g_M, g_u, g_L, g_p, g_wr, g_ww, owned[1], owned[3], G_xis[t]
             )
-            G_xi[t] = g_xi
             g_h = g_xi @ w_xi if g_hr is None else torch.addmm(g_hr[:, :H], g_xi, w_xi)  # h_t feeds ξ_t and HR
-            g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, out=G_gates[t])
+            g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, out=G_gates_t[t])
             g_hr_next = torch.mm(g_gates, w_hr)  # ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
             carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
             owned = [True] * 7
