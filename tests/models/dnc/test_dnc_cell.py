@@ -134,7 +134,7 @@ def test_gradcheck_lstm_step_and_time_shared_weight():
         ts = TimeShared(w)
         h1, c1 = LSTMStep.apply(pre, r, h, c, ts.weight, ts.record)
         h2, c2 = LSTMStep.apply(pre * 0.5, r * 2, h1, c1, ts.weight, ts.record)
-        return h2, c2, ts(torch.cat([r.reshape(B, -1), h1], 1), pre)  # a third use of the same weight
+        return h2, c2, ts(torch.cat([h1, r.reshape(B, -1)], 1), pre)  # a third use of the same weight
 
     assert torch.autograd.gradcheck(two_steps, (pre, r, h, c, w))
 

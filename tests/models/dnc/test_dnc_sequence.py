@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mnemonet.models import state as st
+from mnemonet.models.cells import LSTMCell
 from mnemonet.models.dnc import build_dnc
 from mnemonet.models.dnc.interface import interface_size
 from mnemonet.models.dnc.sequence import DNCSequence
@@ -84,4 +85,23 @@ def test_model_uses_the_node_and_two_graphs_stay_independent():
     for a, b in zip(grads, loop, strict=True):
         torch.testing.assert_close(a, b)
     for a, b in zip(st.tree_leaves(s1), st.tree_leaves(s1_loop), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("bias", [dict(bias=False), dict(single_bias=True)])
+def test_node_matches_step_loop_for_controllers_without_two_biases(bias):
+    torch.manual_seed(1)
+    controller = LSTMCell(5 + 2 * 4, 8, **bias)
+    model = build_dnc(
+        input_size=5, output_size=3, hidden_size=None, memory_size=6, word_size=4, num_reads=2, controller=controller
+    ).double()
+    x = torch.randn(2, 4, 5, dtype=D)
+    y, s = model(x, lengths=torch.tensor([4, 2]))
+    y_loop, s_loop, _ = model(x, lengths=torch.tensor([4, 2]), return_states=True)
+    torch.testing.assert_close(y, y_loop)
+    for a, b in zip(st.tree_leaves(s), st.tree_leaves(s_loop), strict=True):
+        torch.testing.assert_close(a, b)
+    g = torch.autograd.grad((y**2).sum(), list(model.parameters()))
+    g_loop = torch.autograd.grad((y_loop**2).sum(), list(model.parameters()))
+    for a, b in zip(g, g_loop, strict=True):
         torch.testing.assert_close(a, b)

@@ -179,9 +179,9 @@ class DNCCell(Cell):
         fast = type(ctrl) is LSTMCell
         projection = TimeShared(self.access.interface.weight)  # ξ_t = W_ξ h_t + b, dW_ξ once per sequence
         if fast:
-            w_x, bias, w_rh = lstm_weights(ctrl, self.input_size)
+            w_x, bias, w_hr = lstm_weights(ctrl, self.input_size)
             pre = F.linear(x, w_x, bias).unbind(1)  # W_ih^(x) x_t + b for all t, T × (B, 4H)
-            recurrent = TimeShared(w_rh)  # [W_ih^(r), W_hh], gradient once per sequence
+            recurrent = TimeShared(w_hr)  # [W_hh, W_ih^(r)], gradient once per sequence
         xs = x.unbind(1)  # T × (B, I): one backward node instead of T zero-filled (B, T, I) gradients
         hs, rs = [], []
         for t in range(T):
@@ -209,12 +209,8 @@ class DNCCell(Cell):
     def _whole_sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState]:
         """``sequence`` for an LSTM controller and the paper's memory: all steps as one node (``sequence.py``)."""
         B, T = x.shape[0], x.shape[1]
-        w_x, bias, w_rh = lstm_weights(self.controller, self.input_size)
-        RW = w_rh.shape[1] - self.hidden_size
-        w_hr = torch.cat([w_rh[:, RW:], w_rh[:, :RW]], 1)  # [W_hh, W_ih^(r)] for HR[t] = [h_{t−1}; r_{t−1}]
+        w_x, bias, w_hr = lstm_weights(self.controller, self.input_size)  # w_hr multiplies HR[t] = [h; r]
         pre = F.linear(x.transpose(0, 1), w_x, bias)  # W_ih^(x) x_t + b, (T, B, 4H)
-        if bias is None:
-            pre = pre.contiguous()
         a, link = state.access, state.access.link
         last = None if lengths is None else (lengths - 1).to(torch.int64)
         if last is not None and bool((last == T - 1).all()):

@@ -3,7 +3,7 @@
 In a DNC the controller's input [x_t; r_{t−1}] depends on the previous step's memory reads, so torch's
 fused sequence kernels cannot run it. :class:`DNCCell` therefore runs the step loop itself; with an
 ``LSTMCell`` controller it uses this module: W_ih x_t + b for all t in one matmul, then per step one node
-(:class:`LSTMStep`) for W_ih^(r) r_{t−1} + W_hh h_{t−1}, the gate nonlinearities and the cell update, with a
+(:class:`LSTMStep`) for W_hh h_{t−1} + W_ih^(r) r_{t−1}, the gate nonlinearities and the cell update, with a
 hand-written backward. The equations are torch's (gate order i, f, g, o):
 
     c_t = σ(a_f) ⊙ c_{t−1} + σ(a_i) ⊙ tanh(a_g),    h_t = σ(a_o) ⊙ tanh(c_t).
@@ -76,10 +76,10 @@ def lstm_cell_backward(
 
 
 class LSTMStep(torch.autograd.Function):
-    """``(pre [B, 4H], r_{t−1} [B, R, W], h_{t−1}, c_{t−1} [B, H], W_rh) -> (h_t, c_t)``, one autograd node.
+    """``(pre [B, 4H], r_{t−1} [B, R, W], h_{t−1}, c_{t−1} [B, H], W_hr) -> (h_t, c_t)``, one autograd node.
 
-    gates = pre + [r_{t−1}; h_{t−1}] W_rh^T with pre = W_ih^(x) x_t + b; then torch's LSTM cell update.
-    ∂L/∂W_rh is not formed here: the step's (input, gate gradient) pair goes to ``record`` and
+    gates = pre + [h_{t−1}; r_{t−1}] W_hr^T with pre = W_ih^(x) x_t + b; then torch's LSTM cell update.
+    ∂L/∂W_hr is not formed here: the step's (input, gate gradient) pair goes to ``record`` and
     :class:`~mnemonet.models.dnc.deferred.TimeShared` sums all steps in one matmul.
     """
 
@@ -87,9 +87,9 @@ class LSTMStep(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, pre: Tensor, r: Tensor, h: Tensor, c: Tensor, weight: Tensor, record: Any
     ) -> tuple[Tensor, Tensor]:
-        rh = torch.cat([r.reshape(r.shape[0], -1), h], 1)  # [r_{t−1}; h_{t−1}], (B, R·W + H)
-        h_new, c_new, (sig, g, tc) = lstm_cell_forward(torch.addmm(pre, rh, weight.t()), c)
-        ctx.save_for_backward(sig, g, tc, c, rh, weight)
+        hr = torch.cat([h, r.reshape(r.shape[0], -1)], 1)  # [h_{t−1}; r_{t−1}], (B, H + R·W)
+        h_new, c_new, (sig, g, tc) = lstm_cell_forward(torch.addmm(pre, hr, weight.t()), c)
+        ctx.save_for_backward(sig, g, tc, c, hr, weight)
         ctx.record = record
         ctx.r_shape = r.shape
         ctx.set_materialize_grads(False)
@@ -98,20 +98,21 @@ class LSTMStep(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_h: Tensor | None, g_c: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        sig, g, tc, c, rh, weight = ctx.saved_tensors
+        sig, g, tc, c, hr, weight = ctx.saved_tensors
         g_gates, g_c_prev = lstm_cell_backward((sig, g, tc), c, g_h, g_c)
-        g_rh = torch.mm(g_gates, weight)  # (B, R·W + H)
-        ctx.record.inputs.append(rh)
+        g_hr = torch.mm(g_gates, weight)  # (B, H + R·W)
+        ctx.record.inputs.append(hr)
         ctx.record.grads.append(g_gates)
-        RW = rh.shape[1] - c.shape[1]
-        return g_gates, g_rh[:, :RW].reshape(ctx.r_shape), g_rh[:, RW:], g_c_prev, None, None
+        H = c.shape[1]
+        return g_gates, g_hr[:, H:].reshape(ctx.r_shape), g_hr[:, :H], g_c_prev, None, None
 
 
 def lstm_weights(cell: LSTMCell, input_size: int) -> tuple[Tensor, Tensor | None, Tensor]:
     """Split an LSTMCell's parameters for a controller whose input is [x_t (input_size); r_{t−1}].
 
     Returns:
-        (W_x `[4H, input_size]`, total bias `[4H]` or None, W_rh `[4H, R·W + H]` = [W_ih^(r), W_hh]).
+        (W_x `[4H, input_size]`, total bias `[4H]` or None, W_hr `[4H, H + R·W]` = [W_hh, W_ih^(r)], the
+        weight of [h_{t−1}; r_{t−1}]).
     """
     w_ih = cell.weight_ih
     if not cell.has_bias:
@@ -120,4 +121,4 @@ def lstm_weights(cell: LSTMCell, input_size: int) -> tuple[Tensor, Tensor | None
         bias = cell.bias
     else:
         bias = cell.bias_ih + cell.bias_hh
-    return w_ih[:, :input_size], bias, torch.cat([w_ih[:, input_size:], cell.weight_hh], 1)
+    return w_ih[:, :input_size], bias, torch.cat([cell.weight_hh, w_ih[:, input_size:]], 1)

@@ -30,8 +30,8 @@ from mnemonet.models.dnc.fused import access_backward, access_forward
 from mnemonet.models.dnc.fused_lstm import lstm_cell_backward, lstm_cell_forward
 
 
-def _ends(last: Tensor | None, T: int, device: torch.device) -> dict[int, Tensor]:
-    """{step t: indices of the sequences whose last real step is t}; all of them at T − 1 without padding."""
+def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
+    """{step t: indices of the sequences whose last real step is t}; empty without padding (``last`` None)."""
     if last is None:
         return {}
     out = {}
@@ -80,7 +80,7 @@ class DNCSequence(torch.autograd.Function):
         HR[0, :, H:] = r0.reshape(B, R * W)
         w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
         pres, HRs = pre.unbind(0), HR.unbind(0)  # per-step views, made in one call each
-        ends = _ends(last, T, pre.device)
+        ends = _ends(last, pre.device)
         finals = None if last is None else [x.clone() for x in (c0, M, u, L, p, wr, ww)]
         c, m_inv = c0, None
         steps = []
