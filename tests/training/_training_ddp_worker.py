@@ -1,5 +1,6 @@
 """Run by ``torchrun --nproc_per_node 2`` in test_training_distributed.py: train a tiny config, save weights."""
 
+import faulthandler
 import sys
 from pathlib import Path
 
@@ -20,4 +21,5 @@ def main(out: Path, config_path: str) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.enable()  # an abort in a rank prints its Python stack into the test's message
     main(Path(sys.argv[1]), sys.argv[2])

@@ -198,7 +198,11 @@ def train(
     info = distributed.init_distributed(dev.type)
     try:
         with num_threads(cfg.threads):
-            return _train(config, out, resume, dev, progress, source, info)
+            result = _train(config, out, resume, dev, progress, source, info)
+        # Rank 0 is still writing the last checkpoint when the others finish; tearing a gloo group down
+        # while a peer is busy can abort the process, so every rank leaves together.
+        distributed.barrier()
+        return result
     finally:
         distributed.shutdown()
 
