@@ -15,7 +15,7 @@ supported (first derivatives, Jacobians and slow-point searches are).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -72,116 +72,164 @@ def _softmax_backward(grad: Tensor, out: Tensor) -> Tensor:
     return torch._softmax_backward_data(grad, out, -1, out.dtype)
 
 
-def inverse_norms(x: Tensor, eps: Tensor) -> Tensor:
-    """1 / sqrt(|x_i|² + ε) over the last axis: `[B, N, W]` -> `[B, N]` (the cosine-similarity denominators)."""
-    return torch.linalg.vector_norm(x, dim=-1).square_().add_(eps).rsqrt_()
+def inverse_norms(x: Tensor, eps: Tensor, dim: int = -1) -> Tensor:
+    """1 / sqrt(|x|² + ε) over ``dim``, kept as a size-1 axis: the cosine-similarity denominators.
+
+    For memory rows pass M^T `[B, W, N]` and ``dim=1`` (a `[B, 1, N]` row); for keys `[B, K, W]`, ``dim=-1``.
+    """
+    norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True)
+    return torch.addcmul(eps, norm, norm).rsqrt_()
+
+
+class StepViews(NamedTuple):
+    """One step's inputs from ξ_t and its output buffers, as views made once per sequence.
+
+    A view costs about as much as a small kernel, so the sequence node makes every per-step view in one
+    ``unbind`` per buffer (:func:`step_views`) and the step functions index nothing themselves. Shapes
+    for batch B, N slots of width W and R read heads; ``sg``, ``q``, ``memory`` and ``link`` are written by
+    :func:`access_forward`.
+    """
+
+    keys: Tensor  # read keys then the write key, (B, R + 1, W), view of ξ
+    v_row: Tensor  # write vector, (B, 1, W), view of ξ
+    plus_col: Tensor  # strengths before oneplus, (B, R + 1, 1), view of ξ
+    sig_raw: Tensor  # erase | free | allocation gate | write gate before σ, (B, W + R + 2), view of ξ
+    soft_raw: Tensor  # read modes before softmax, (B, R, 3, 1), view of ξ
+    sg: Tensor  # σ(sig_raw), (B, W + R + 2)
+    e_row: Tensor  # erase vector, (B, 1, W), view of sg
+    f_col: Tensor  # free gates, (B, R, 1), view of sg
+    ga: Tensor  # allocation gate, (B, 1, 1), view of sg
+    gw: Tensor  # write gate, (B, 1, 1), view of sg
+    q: Tensor  # keys scaled by strength / |key|, (B, R + 1, W)
+    q_r: Tensor  # (B, R, W), view of q
+    q_w: Tensor  # (B, 1, W), view of q
+    memory: Tensor  # M_t, (B, N, W)
+    memory_t: Tensor  # M_t^T, (B, W, N), view
+    link: Tensor  # L_t, (B, N, N)
+    link_t: Tensor  # L_t^T, view
+    link_diag: Tensor  # the diagonal of L_t, (B, N), view
+
+
+def step_views(xi: Tensor, memory_size: int, num_reads: int, word_size: int) -> list[StepViews]:
+    """Views of ξ (layout of ``interface.split_interface``, Hw = 1, no options) and of new output buffers.
+
+    Args:
+        xi: ξ for T steps `[T, B, Z]`, or for one step `[B, Z]`. It may be written after this call.
+
+    Returns:
+        One :class:`StepViews` per step (a list of one for `[B, Z]`, whose buffers are then whole tensors).
+    """
+    N, R, W = memory_size, num_reads, word_size
+    lead = xi.shape[:-1]
+    keys, v, plus, sig, soft = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], -1)
+    sg = xi.new_empty(*lead, W + R + 2)
+    e, f, ga, gw = sg.split([W, R, 1, 1], -1)
+    q = xi.new_empty(*lead, R + 1, W)
+    memory = xi.new_empty(*lead, N, W)
+    link = xi.new_empty(*lead, N, N)
+    parts = (
+        keys.unflatten(-1, (R + 1, W)), v.unsqueeze(-2), plus.unsqueeze(-1), sig, soft.unflatten(-1, (R, 3, 1)),
+        sg, e.unsqueeze(-2), f.unsqueeze(-1), ga.unsqueeze(-1), gw.unsqueeze(-1), q, q[..., :R, :], q[..., R:, :],
+        memory, memory.mT, link, link.mT, link.diagonal(dim1=-2, dim2=-1),
+    )  # fmt: skip
+    if xi.dim() == 2:
+        return [StepViews(*parts)]
+    return [StepViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
 
 
 def access_forward(
-    xi: Tensor,
+    x: StepViews,
     memory: Tensor,
+    memory_t: Tensor,
     usage: Tensor,
     L: Tensor,
     p: Tensor,
     prev_read: Tensor,
     ww_prev: Tensor,
-    num_reads: int,
-    word_size: int,
     m_inv: Tensor | None = None,
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """One memory step for one write head, without autograd: the forward half of :class:`FusedAccessStep`.
 
     Args:
-        xi: ξ_t `[B, Z]` in the layout of ``interface.split_interface`` (Hw = 1, no options).
-        memory: M_{t−1} `[B, N, W]`.
-        usage: u_{t−1} `[B, N]`.
+        x: this step's views (:func:`step_views`); M_t and L_t are written into ``x.memory`` and ``x.link``.
+        memory: M_{t−1} `[B, N, W]`, and ``memory_t`` its transpose `[B, W, N]`.
+        usage: u_{t−1} `[B, 1, N]`.
         L: L_{t−1} `[B, N, N]`.
-        p: p_{t−1} `[B, N]`.
+        p: p_{t−1} `[B, 1, N]`.
         prev_read: w^r_{t−1} `[B, R, N]`.
-        ww_prev: w^w_{t−1} `[B, N]`.
-        num_reads: R.
-        word_size: W.
-        m_inv: ``inverse_norms(memory)`` if the caller has it (the previous step's ``mn_inv``), else None.
+        ww_prev: w^w_{t−1} `[B, 1, N]`.
+        m_inv: ``inverse_norms(memory_t, eps, 1)`` `[B, 1, N]` if the caller has it (the previous step's), else None.
 
     Returns:
-        ((r_t `[B, R, W]`, M_t, u_t, L_t, p_t, w^r_t, w^w_t `[B, N]`, a_t `[B, N]`, 1/|M_t| `[B, N]`),
+        ((r_t `[B, R, W]`, u_t, p_t, w^r_t, w^w_t, a_t, 1/|M_t| (each `[B, 1, N]` but w^r_t `[B, R, N]`)),
         the tensors :func:`access_backward` needs).
     """
-    R, W = num_reads, word_size
-    B = xi.shape[0]
-    one, eps = _const(1.0, xi), _const(EPSILON, xi)
+    one, eps = _const(1.0, memory), _const(EPSILON, memory)
 
-    # ξ_t -> controls (interface.split_interface with Hw = 1): raw | oneplus | sigmoid | softmax
-    keys_flat, v, plus_raw, sig_raw, soft_raw = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], 1)
-    keys = keys_flat.reshape(B, R + 1, W)  # read keys then the write key, (B, R+1, W)
-    sg = torch.sigmoid(sig_raw)  # e | f | g^a | g^w, (B, W + R + 2)
-    e, f, ga, gw = sg.split([W, R, 1, 1], 1)
-    e_row = e.unsqueeze(1)  # (B, 1, W)
-    pi = torch.softmax(soft_raw.reshape(B, R, 3, 1), -2)  # π: backward, content, forward, (B, R, 3, 1)
+    # ξ_t -> controls (interface.split_interface with Hw = 1): sigmoid gates, softmax read modes π
+    torch.sigmoid(x.sig_raw, out=x.sg)  # e | f | g^a | g^w, read through x's views
+    pi = torch.softmax(x.soft_raw, -2)  # π: backward, content, forward, (B, R, 3, 1)
 
     # keys scaled once: q = β k / sqrt(|k|² + ε), β = oneplus(β̂), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
-    k_inv = inverse_norms(keys, eps)  # (B, R+1)
-    scale = F.softplus(plus_raw).add_(one).mul_(k_inv)  # β k_inv: β^r then β^w, (B, R+1)
-    q = keys * scale.unsqueeze(-1)  # (B, R+1, W)
+    k_inv = inverse_norms(x.keys, eps)  # (B, R+1, 1)
+    scale = F.softplus(x.plus_col).add_(one).mul_(k_inv)  # β k_inv: β^r then β^w, (B, R+1, 1)
+    torch.mul(x.keys, scale, out=x.q)  # q^r | q^w, read through x's views
 
     # ψ_t = Π_i (1 − f^i w^{r,i}_{t−1}); u_t = (u + w^w − u ⊙ w^w) ⊙ ψ_t
-    terms = torch.addcmul(one, f.unsqueeze(-1), prev_read, value=-1.0)  # (B, R, N)
-    psi = terms.prod(1)  # (B, N)
+    terms = torch.addcmul(one, x.f_col, prev_read, value=-1.0)  # (B, R, N)
+    psi = terms.prod(1, keepdim=True)  # (B, 1, N)
     u_pre = torch.lerp(usage, one, ww_prev)  # u + w^w (1 − u)
     u_new = u_pre * psi
 
     # c^w_t = C(M_{t−1}, k^w, β^w)
     if m_inv is None:
-        m_inv = inverse_norms(memory, eps)  # (B, N)
-    z_w = torch.bmm(q[:, R:], memory.transpose(1, 2)).squeeze(1).mul_(m_inv)  # cosine × β^w, (B, N)
+        m_inv = inverse_norms(memory_t, eps, 1)  # (B, 1, N)
+    z_w = torch.bmm(x.q_w, memory_t).mul_(m_inv)  # cosine × β^w, (B, 1, N)
     c_w = torch.softmax(z_w, -1)
 
     # a_t: allocation from usage sorted ascending (ε + (1 − ε) u), exclusive cumulative product
     su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), dim=-1, stable=True)  # ties: slot order
-    excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, N)
+    excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, 1, N)
     sa = torch.addcmul(excl, su, excl, value=-1.0)  # (1 − su_j) Π_{i<j} su_i
     a = sa.scatter(-1, phi, sa)  # back to slot order (φ is a permutation: every entry is written)
 
     # w^w_t = g^w [g^a a + (1 − g^a) c^w]
-    mix = torch.lerp(c_w, a, ga)
-    ww = mix * gw  # (B, N)
-    w_col = ww.unsqueeze(-1)  # (B, N, 1)
+    mix = torch.lerp(c_w, a, x.ga)
+    ww = mix * x.gw  # (B, 1, N)
+    w_col = ww.mT  # (B, N, 1)
 
     # M_t = M_{t−1} ⊙ (E − w^w e^T) + w^w v^T = M_{t−1} + w^w ⊙ (v^T − e^T ⊙ M_{t−1}) (two kernels)
-    mem_new = torch.addcmul(memory, w_col, torch.addcmul(v.unsqueeze(1), e_row, memory, value=-1.0))
+    inner = torch.addcmul(x.v_row, x.e_row, memory, value=-1.0)  # (B, N, W)
+    mem_new = torch.addcmul(memory, w_col, inner, out=x.memory)
 
     # L_t = (1 − w_i − w_j) L_{t−1} + w_i p_j with a zero diagonal; p_t = (1 − Σ w) p + w
-    L_new = torch.addcmul(L, w_col, L, value=-1.0)  # (1 − w_i) L, (B, N, N); then − w_j L + w_i p_j
-    L_new.addcmul_(L, ww.unsqueeze(1), value=-1.0).addcmul_(w_col, p.unsqueeze(1))
-    L_new.diagonal(dim1=1, dim2=2).zero_()
-    keep_p = torch.sub(one, ww.sum(-1, keepdim=True))  # (B, 1)
+    L_new = torch.addcmul(L, w_col, L, value=-1.0, out=x.link)  # (1 − w_i) L; then − w_j L + w_i p_j
+    L_new.addcmul_(L, ww, value=-1.0).addcmul_(w_col, p)
+    x.link_diag.zero_()
+    keep_p = torch.sub(one, ww.sum(-1, keepdim=True))  # (B, 1, 1)
     p_new = torch.addcmul(ww, keep_p, p)
 
     # c^r_t = C(M_t, k^r, β^r); f_t = L_t w^r_{t−1}, b_t = L_t^T w^r_{t−1}
-    mn_inv = inverse_norms(mem_new, eps)  # (B, N)
-    Mn_T = mem_new.transpose(1, 2)  # (B, W, N)
-    z_r = torch.bmm(q[:, :R], Mn_T).mul_(mn_inv.unsqueeze(1))  # cosine × β^r, (B, R, N)
+    mn_inv = inverse_norms(x.memory_t, eps, 1)  # (B, 1, N)
+    z_r = torch.bmm(x.q_r, x.memory_t).mul_(mn_inv)  # cosine × β^r, (B, R, N)
     c_r = torch.softmax(z_r, -1)
-    fwd = torch.bmm(prev_read, L_new.transpose(1, 2))  # (B, R, N)
+    fwd = torch.bmm(prev_read, x.link_t)  # (B, R, N)
     bwd = torch.bmm(prev_read, L_new)  # (B, R, N)
 
     # w^r_t = π[0] b + π[1] c + π[2] f; r_t = M_t^T w^r_t
-    S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N); backward reads c^r from here
+    S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N)
     wr = (pi * S).sum(2)  # (B, R, N); elementwise: a batched 1×3 @ 3×N matmul costs more
     r = torch.bmm(wr, mem_new)  # (B, R, W)
 
     saved = (
-        keys, v, k_inv, scale, q, sg, pi, plus_raw, memory, usage, L, p, prev_read, ww_prev,
-        psi, u_pre, m_inv, z_w, c_w, su, phi, excl, sa, a, mix, ww, mem_new, L_new, keep_p,
-        mn_inv, z_r, S, wr,
+        x, k_inv, scale, pi, memory, usage, L, p, prev_read, ww_prev, terms, psi, u_pre, m_inv, z_w,
+        c_w, su, phi, excl, sa, a, mix, ww, w_col, inner, keep_p, mn_inv, z_r, c_r, S, wr,
     )  # fmt: skip
-    return (r, mem_new, u_new, L_new, p_new, wr, ww, a, mn_inv), saved
+    return (r, u_new, p_new, wr, ww, a, mn_inv), saved
 
 
 def access_backward(
-    saved: tuple[Tensor, ...],
-    num_reads: int,
-    word_size: int,
+    saved: tuple[Any, ...],
     g_r: Tensor | None,
     g_Mn: Tensor | None,
     g_un: Tensor | None,
@@ -194,36 +242,30 @@ def access_backward(
     g_xi_out: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """The vector-Jacobian product of :func:`access_forward`: gradients of (r_t, M_t, u_t, L_t, p_t, w^r_t, w^w_t) in
-    (shapes as there; None for zero), gradients of (ξ_t, M_{t−1}, u_{t−1}, L_{t−1}, p_{t−1}, w^r_{t−1}, w^w_{t−1})
-    out. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in place (see :func:`_is_owned`);
-    ``g_xi_out``: an optional `[B, Z]` to write the gradient of ξ_t into.
+    (shapes as there; None for zero), gradients of (ξ_t `[B, Z]`, M_{t−1}, u_{t−1}, L_{t−1}, p_{t−1}, w^r_{t−1},
+    w^w_{t−1}) out. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in place (see
+    :func:`_is_owned`); ``g_xi_out``: an optional `[B, Z]` to write the gradient of ξ_t into.
     """
     (
-        keys, v, k_inv, scale, q, sg, pi, plus_raw, M, u, L, p, wr_prev, ww_prev,
-        psi, u_pre, m_inv, z_w, c_w, su, phi, excl, sa, a, mix, ww, Mn, Ln, keep_p,
-        mn_inv, z_r, S, wr,
+        x, k_inv, scale, pi, M, u, L, p, wr_prev, ww_prev, terms, psi, u_pre, m_inv, z_w,
+        c_w, su, phi, excl, sa, a, mix, ww, w_col, inner, keep_p, mn_inv, z_r, c_r, S, wr,
     ) = saved  # fmt: skip
-    R, W = num_reads, word_size
-    c_r = S[:, :, 1]  # (B, R, N)
-    e, f, ga, gw = sg.split([W, R, 1, 1], 1)
-    B = u.shape[0]
-    one = _const(1.0, u)
+    Mn, Mn_t, Ln = x.memory, x.memory_t, x.link
+    B, R = wr.shape[0], wr.shape[1]
     g_Mn = _writable(g_Mn, Mn, owned_M)  # accumulated in place below
     g_wr = torch.zeros_like(wr) if g_wr is None else g_wr
     g_un = torch.zeros_like(u) if g_un is None else g_un
-    Mn_T = Mn.transpose(1, 2)  # (B, W, N)
 
     # r = w^r M_t
     if g_r is not None:
-        g_wr = torch.baddbmm(g_wr, g_r, Mn_T)
-        g_Mn.baddbmm_(wr.transpose(1, 2), g_r)
+        g_wr = torch.baddbmm(g_wr, g_r, Mn_t)
+        g_Mn.baddbmm_(wr.mT, g_r)
     # w^r = π S
     g_wr_3 = g_wr.unsqueeze(2)  # (B, R, 1, N)
     g_pi = (S * g_wr_3).sum(-1, keepdim=True)  # (B, R, 3, 1)
-    g_S = pi * g_wr_3  # (B, R, 3, N)
-    g_bwd, g_cr, g_fwd = g_S.unbind(2)
+    g_bwd, g_cr, g_fwd = (pi * g_wr_3).unbind(2)
     # f = w^r_{t−1} L_t^T, b = w^r_{t−1} L_t: dLoss/dL_t = g_f^T w^r_{t−1} + (w^r_{t−1})^T g_b (+ from t+1)
-    lhs = torch.cat([g_fwd, wr_prev], 1).transpose(1, 2)  # (B, N, 2R)
+    lhs = torch.cat([g_fwd, wr_prev], 1).mT  # (B, N, 2R)
     rhs = torch.cat([wr_prev, g_bwd], 1)  # (B, 2R, N)
     if g_Ln is None:
         G = torch.bmm(lhs, rhs)  # (B, N, N)
@@ -231,73 +273,68 @@ def access_backward(
         G = g_Ln.baddbmm_(lhs, rhs)
     else:
         G = torch.baddbmm(g_Ln, lhs, rhs)
-    g_wr_prev = torch.baddbmm(torch.bmm(g_fwd, Ln), g_bwd, Ln.transpose(1, 2))
+    g_wr_prev = torch.baddbmm(torch.bmm(g_fwd, Ln), g_bwd, x.link_t)
     # c^r = softmax(dot_r / |M_t|)
     g_z = _softmax_backward(g_cr, c_r)
-    g_dot = g_z * mn_inv.unsqueeze(1)
+    g_dot = g_z * mn_inv
     g_qr = torch.bmm(g_dot, Mn)  # (B, R, W)
-    g_Mn.baddbmm_(g_dot.transpose(1, 2), q[:, :R])
-    g_minv = (g_dot * z_r).sum(1).mul_(mn_inv)  # (B, N): d(1/|M|)/dM = −M / |M|³
-    g_Mn.addcmul_(g_minv.unsqueeze(-1), Mn, value=-1.0)
+    g_Mn.baddbmm_(g_dot.mT, x.q_r)
+    g_minv = (g_dot * z_r).sum(1, keepdim=True).mul_(mn_inv)  # (B, 1, N): d(1/|M|)/dM = −M / |M|³
+    g_Mn.addcmul_(g_minv.mT, Mn, value=-1.0)
     # p_t = (1 − Σ w) p + w
-    w_col, w_row = ww.unsqueeze(-1), ww.unsqueeze(1)  # (B, N, 1), (B, 1, N)
     G.diagonal(dim1=1, dim2=2).zero_()
-    g_p = torch.bmm(w_row, G).squeeze(1)  # link: Σ_i G_ij w_i, (B, N)
+    g_p = torch.bmm(ww, G)  # link: Σ_i G_ij w_i, (B, 1, N)
     GL = G * L
-    g_ww_t = torch.bmm(p.unsqueeze(1), G.transpose(1, 2)).squeeze(1).sub_(GL.sum(-1)).sub_(GL.sum(-2))
+    g_ww_t = torch.bmm(p, G.mT).sub_(GL.sum(-1, keepdim=True).mT).sub_(GL.sum(-2, keepdim=True))  # (B, 1, N)
     if g_ww is not None:
         g_ww_t = g_ww_t.add_(g_ww)
     if g_pn is not None:
         g_p = torch.addcmul(g_p, g_pn, keep_p)
         g_ww_t = g_ww_t.add_(g_pn).sub_((g_pn * p).sum(-1, keepdim=True))
     # L_t = mask ⊙ ((1 − w_i − w_j) L + w_i p_j)
-    g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, w_row, value=-1.0)  # reuses GL
+    g_L = torch.addcmul(G, G, w_col, value=-1.0, out=GL).addcmul_(G, ww, value=-1.0)  # reuses GL
     # M_t = M + w ⊙ (v^T − e^T ⊙ M): g_w = Σ_k g ⊙ (v − e ⊙ M), g_v = Σ_i w g, g_e = −Σ_i w g ⊙ M
-    e_row = e.unsqueeze(1)  # (B, 1, W)
-    inner = torch.addcmul(v.unsqueeze(1), e_row, M, value=-1.0)  # v^T − e^T ⊙ M, (B, N, W)
-    g_ww_t = g_ww_t.add_(inner.mul_(g_Mn).sum(-1))
+    g_ww_t = g_ww_t.add_((inner * g_Mn).sum(-1, keepdim=True).mT)
     gw_ = g_Mn * w_col  # (B, N, W)
-    g_M = torch.addcmul(g_Mn, gw_, e_row, value=-1.0)
+    g_M = torch.addcmul(g_Mn, gw_, x.e_row, value=-1.0)
     g_v = gw_.sum(1)  # (B, W)
     g_e = gw_.mul_(M).sum(1).neg_()  # (B, W)
     # w^w = g^w lerp(c^w, a, g^a)
-    g_gw = (g_ww_t * mix).sum(-1, keepdim=True)
-    g_mix = g_ww_t * gw
-    g_a = g_mix * ga
+    g_gw = (g_ww_t * mix).sum(-1)  # (B, 1)
+    g_mix = g_ww_t * x.gw
+    g_a = g_mix * x.ga
     g_cw = g_mix - g_a
-    g_ga = (g_mix * (a - c_w)).sum(-1, keepdim=True)
+    g_ga = (g_mix * (a - c_w)).sum(-1)  # (B, 1)
     # a = scatter((1 − su_j) Π_{i<j} su_i)
     g_sa = g_a.gather(-1, phi)
     csum = (g_sa * sa).cumsum(-1)  # through Π_{i<j} su_i: Σ_{j>i} g_j sa_j / su_i
-    g_su = torch.addcmul((csum[:, -1:] - csum).div_(su), g_sa, excl, value=-1.0)
+    g_su = torch.addcmul((csum[..., -1:] - csum).div_(su), g_sa, excl, value=-1.0)
     g_un = torch.add(g_un, g_su.scatter(-1, phi, g_su), alpha=1.0 - EPSILON)
     # c^w = softmax(dot_w / |M|)
     g_zw = _softmax_backward(g_cw, c_w)
-    g_dotw = g_zw * m_inv
-    g_qw = torch.bmm(g_dotw.unsqueeze(1), M)  # (B, 1, W)
-    g_M.addcmul_(g_dotw.unsqueeze(-1), q[:, R:])  # outer product g_dot^w q^w: elementwise beats a K = 1 bmm
-    g_M.addcmul_((g_dotw * z_w).mul_(m_inv).unsqueeze(-1), M, value=-1.0)
+    g_dotw = g_zw * m_inv  # (B, 1, N)
+    g_qw = torch.bmm(g_dotw, M)  # (B, 1, W)
+    g_M.addcmul_(g_dotw.mT, x.q_w)  # outer product g_dot^w q^w: elementwise beats a K = 1 bmm
+    g_M.addcmul_((g_dotw * z_w).mul_(m_inv).mT, M, value=-1.0)
     # u_t = u_pre ⊙ ψ, u_pre = u + w^w_{t−1} (1 − u)
     g_psi = g_un * u_pre
     g_upre = g_un * psi
-    g_u = g_upre * torch.sub(one, ww_prev)
-    g_ww_prev = g_upre * torch.sub(one, u)
+    g_u = torch.addcmul(g_upre, g_upre, ww_prev, value=-1.0)  # ⊙ (1 − w^w_{t−1})
+    g_ww_prev = torch.addcmul(g_upre, g_upre, u, value=-1.0)  # ⊙ (1 − u)
     # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
-    f_col = f.unsqueeze(-1)  # (B, R, 1)
-    terms = torch.addcmul(one, f_col, wr_prev, value=-1.0)  # (B, R, N), recomputed, not saved
     others = terms[:, _others(R, terms.device)].prod(2)  # (B, R, N): row i multiplies the R − 1 other terms
-    g_terms = others.mul_(g_psi.unsqueeze(1))
+    g_terms = others.mul_(g_psi)
     g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
-    g_wr_prev = torch.addcmul(g_wr_prev, g_terms, f_col, value=-1.0)
+    g_wr_prev = torch.addcmul(g_wr_prev, g_terms, x.f_col, value=-1.0)
     # q = β k / sqrt(|k|² + ε): g_k = s g_q − s k_inv² (k·g_q) k, g_β = k_inv (k·g_q)
     g_q = torch.cat([g_qr, g_qw], 1)  # (B, R+1, W)
-    kk = (keys * g_q).sum(-1).mul_(k_inv)  # k_inv (k·g_q), (B, R+1)
-    g_keys = torch.addcmul(g_q, keys, (kk * k_inv).unsqueeze(-1), value=-1.0).mul_(scale.unsqueeze(-1))
+    kk = (x.keys * g_q).sum(-1, keepdim=True).mul_(k_inv)  # k_inv (k·g_q), (B, R+1, 1)
+    g_keys = torch.addcmul(g_q, x.keys, kk * k_inv, value=-1.0).mul_(scale)
     # nonlinearities back onto ξ
-    g_plus = kk.mul_(torch.sigmoid(plus_raw))  # oneplus' = σ
-    g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), sg)
-    g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype).reshape(B, 3 * R)
-    g_xi = torch.cat([g_keys.reshape(B, (R + 1) * W), g_v, g_plus, g_sig, g_soft], -1, out=g_xi_out)
+    g_plus = kk.mul_(torch.sigmoid(x.plus_col))  # oneplus' = σ
+    g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), x.sg)
+    g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype)
+    g_xi = torch.cat([g_keys.view(B, -1), g_v, g_plus.view(B, -1), g_sig, g_soft.view(B, -1)], -1, out=g_xi_out)
     return g_xi, g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev
 
 
@@ -322,17 +359,17 @@ class FusedAccessStep(torch.autograd.Function):
         num_reads: int,
         word_size: int,
     ) -> tuple[Tensor, ...]:
-        (r, M, u, L, p, wr, ww, a, _), saved = access_forward(
-            xi, memory, usage, link[:, 0], prec[:, 0], prev_read, prev_write[:, 0], num_reads, word_size
+        x = step_views(xi, memory.shape[1], num_reads, word_size)[0]
+        (r, u, p, wr, ww, a, _), saved = access_forward(
+            x, memory, memory.mT, usage.unsqueeze(1), link[:, 0], prec, prev_read, prev_write
         )
-        ctx.save_for_backward(*saved)
-        ctx.dims = (num_reads, word_size)
+        # the StepViews, then the rest; views of the outputs M_t and L_t are made again in backward
+        ctx.save_for_backward(*x._replace(memory_t=None, link_t=None, link_diag=None), *saved[1:])
         fused_node = FusedAccessStep._backward_cls  # type: ignore[attr-defined]
         ctx.tag = (type(memory.grad_fn) is fused_node, type(link.grad_fn) is fused_node)  # see _is_owned
-        a = a.unsqueeze(1)
         ctx.mark_non_differentiable(a)
         ctx.set_materialize_grads(False)
-        return r, M, u, L.unsqueeze(1), p.unsqueeze(1), wr, ww.unsqueeze(1), a
+        return r, x.memory, u.squeeze(1), x.link.unsqueeze(1), p, wr, ww, a
 
     @staticmethod
     @once_differentiable
@@ -347,10 +384,13 @@ class FusedAccessStep(torch.autograd.Function):
         g_ww: Tensor | None,
         _g_a: Tensor | None,
     ) -> tuple[Tensor | None, ...]:
+        tensors = ctx.saved_tensors
+        n = len(StepViews._fields)
+        x = StepViews(*tensors[:n])
+        x = x._replace(memory_t=x.memory.mT, link_t=x.link.mT)
         g_xi, g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev = access_backward(
-            ctx.saved_tensors, *ctx.dims, g_r, g_Mn, g_un,
-            None if g_Ln is None else g_Ln.squeeze(1), None if g_pn is None else g_pn.squeeze(1), g_wr,
-            None if g_ww is None else g_ww.squeeze(1),
+            (x, *tensors[n:]), g_r, g_Mn, None if g_un is None else g_un.unsqueeze(1),
+            None if g_Ln is None else g_Ln.squeeze(1), g_pn, g_wr, g_ww,
             owned_M=g_Mn is not None and _is_owned(g_Mn), owned_L=g_Ln is not None and _is_owned(g_Ln),
         )  # fmt: skip
         g_L = g_L.unsqueeze(1)
@@ -358,4 +398,4 @@ class FusedAccessStep(torch.autograd.Function):
             g_M._mnemonet_owned = True  # type: ignore[attr-defined]  # see _is_owned
         if ctx.tag[1]:
             g_L._mnemonet_owned = True  # type: ignore[attr-defined]
-        return g_xi, g_M, g_u, g_L, g_p.unsqueeze(1), g_wr_prev, g_ww_prev.unsqueeze(1), None, None
+        return g_xi, g_M, g_u.squeeze(1), g_L, g_p, g_wr_prev, g_ww_prev, None, None

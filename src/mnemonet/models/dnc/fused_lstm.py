@@ -11,7 +11,7 @@ hand-written backward. The equations are torch's (gate order i, f, g, o):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -24,30 +24,66 @@ _TANH_BACKWARD = torch.ops.aten.tanh_backward
 _TANH_BACKWARD_INTO = torch.ops.aten.tanh_backward.grad_input
 
 
-def lstm_cell_forward(gates: Tensor, c: Tensor, h_out: Tensor | None = None) -> tuple[Tensor, Tensor, tuple]:
-    """torch's LSTM cell update from the summed pre-activations, without autograd.
+class GateViews(NamedTuple):
+    """One step's LSTM buffers and their views, made once per sequence (see ``fused.StepViews``)."""
+
+    gates: Tensor  # a_t, the summed pre-activations, (B, 4H) in torch's gate order (i, f, g, o)
+    gates_g: Tensor  # its g block, (B, H)
+    sig: Tensor  # σ(a_t), (B, 4H) (its g block unused)
+    i: Tensor  # σ(a_i), (B, H), view of sig
+    f: Tensor
+    o: Tensor
+
+
+class GateGradViews(NamedTuple):
+    """One step's ∂L/∂a_t `[B, 4H]` and its four gate blocks `[B, H]`."""
+
+    whole: Tensor
+    i: Tensor
+    f: Tensor
+    g: Tensor
+    o: Tensor
+
+
+def gate_views(gates: Tensor) -> list[GateViews]:
+    """Views of a pre-activation buffer `[T, B, 4H]` (or `[B, 4H]` for one step) and of a new σ buffer."""
+    sig = torch.empty_like(gates)
+    i, f, _, o = sig.chunk(4, -1)
+    parts = (gates, gates.chunk(4, -1)[2], sig, i, f, o)
+    if gates.dim() == 2:
+        return [GateViews(*parts)]
+    return [GateViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
+
+
+def gate_grad_views(grads: Tensor) -> list[GateGradViews]:
+    """Views of a gradient buffer `[T, B, 4H]` (or `[B, 4H]` for one step) by gate."""
+    parts = (grads, *grads.chunk(4, -1))
+    if grads.dim() == 2:
+        return [GateGradViews(*parts)]
+    return [GateGradViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
+
+
+def lstm_cell_forward(v: GateViews, c: Tensor, h_out: Tensor | None = None) -> tuple[Tensor, Tensor, tuple]:
+    """torch's LSTM cell update from the summed pre-activations in ``v.gates``, without autograd.
 
     Args:
-        gates: a_t `[B, 4H]` in torch's gate order (i, f, g, o).
+        v: this step's :class:`GateViews`, a_t `[B, 4H]` already written; σ(a_t) is written into ``v.sig``.
         c: c_{t−1} `[B, H]`.
         h_out: optional `[B, H]` (any strides) to write h_t into.
 
     Returns:
-        (h_t `[B, H]`, c_t `[B, H]`, (σ(a_t) `[B, 4H]` (its g block unused), tanh(a_g), tanh(c_t)) for
-        :func:`lstm_cell_backward`).
+        (h_t `[B, H]`, c_t `[B, H]`, (v, tanh(a_g), tanh(c_t)) for :func:`lstm_cell_backward`).
     """
-    H = c.shape[1]
-    sig = torch.sigmoid(gates)  # one kernel for all four blocks; the g block is replaced by tanh(a_g)
-    g = torch.tanh(gates[:, 2 * H : 3 * H])
-    i, f, _, o = sig.chunk(4, 1)
-    c_new = torch.addcmul(f * c, i, g)  # c_t = f ⊙ c_{t−1} + i ⊙ g
+    torch.sigmoid(v.gates, out=v.sig)  # one kernel for all four blocks; the g block is replaced by tanh(a_g)
+    g = torch.tanh(v.gates_g)
+    c_new = torch.addcmul(v.f * c, v.i, g)  # c_t = f ⊙ c_{t−1} + i ⊙ g
     tc = torch.tanh(c_new)
-    h_new = torch.mul(o, tc) if h_out is None else torch.mul(o, tc, out=h_out)  # h_t = o ⊙ tanh(c_t)
-    return h_new, c_new, (sig, g, tc)
+    h_new = torch.mul(v.o, tc) if h_out is None else torch.mul(v.o, tc, out=h_out)  # h_t = o ⊙ tanh(c_t)
+    return h_new, c_new, (v, g, tc)
 
 
 def lstm_cell_backward(
-    saved: tuple, c: Tensor, g_h: Tensor | None, g_c: Tensor | None, out: Tensor | None = None
+    saved: tuple, c: Tensor, g_h: Tensor | None, g_c: Tensor | None, out: GateGradViews
 ) -> tuple[Tensor, Tensor]:
     """VJP of :func:`lstm_cell_forward`: (∂L/∂a_t `[B, 4H]`, ∂L/∂c_{t−1} `[B, H]`) from ∂L/∂h_t and ∂L/∂c_t.
 
@@ -55,24 +91,20 @@ def lstm_cell_backward(
         saved: the third result of :func:`lstm_cell_forward`.
         c: c_{t−1} `[B, H]`.
         g_h, g_c: gradients of h_t and c_t (None for zero).
-        out: optional `[B, 4H]` to write ∂L/∂a_t into.
+        out: where to write ∂L/∂a_t (returned as ``out.whole``).
     """
-    sig, g, tc = saved
-    H = c.shape[1]
-    i, f, _, o = sig.chunk(4, 1)
+    v, g, tc = saved
     if g_h is None:
         g_h = torch.zeros_like(tc)
-    g_ct = _TANH_BACKWARD(g_h * o, tc)  # through h = o tanh(c_t)
+    g_ct = _TANH_BACKWARD(g_h * v.o, tc)  # through h = o tanh(c_t)
     if g_c is not None:
         g_ct = g_ct.add_(g_c)
-    if out is None:
-        out = torch.empty_like(sig)
-    torch.mul(g_ct, g, out=out[:, :H])  # d/di
-    torch.mul(g_ct, c, out=out[:, H : 2 * H])  # d/df
-    torch.mul(g_h, tc, out=out[:, 3 * H :])  # d/do
-    _SIGMOID_BACKWARD(out, sig, grad_input=out)  # σ' = σ (1 − σ); the g block is overwritten next
-    _TANH_BACKWARD_INTO(g_ct * i, g, grad_input=out[:, 2 * H : 3 * H])  # d/dg, tanh' = 1 − tanh²
-    return out, g_ct * f
+    torch.mul(g_ct, g, out=out.i)  # d/di
+    torch.mul(g_ct, c, out=out.f)  # d/df
+    torch.mul(g_h, tc, out=out.o)  # d/do
+    _SIGMOID_BACKWARD(out.whole, v.sig, grad_input=out.whole)  # σ' = σ (1 − σ); the g block is overwritten next
+    _TANH_BACKWARD_INTO(g_ct * v.i, g, grad_input=out.g)  # d/dg, tanh' = 1 − tanh²
+    return out.whole, g_ct * v.f
 
 
 class LSTMStep(torch.autograd.Function):
@@ -88,8 +120,9 @@ class LSTMStep(torch.autograd.Function):
         ctx: Any, pre: Tensor, r: Tensor, h: Tensor, c: Tensor, weight: Tensor, record: Any
     ) -> tuple[Tensor, Tensor]:
         hr = torch.cat([h, r.reshape(r.shape[0], -1)], 1)  # [h_{t−1}; r_{t−1}], (B, H + R·W)
-        h_new, c_new, (sig, g, tc) = lstm_cell_forward(torch.addmm(pre, hr, weight.t()), c)
-        ctx.save_for_backward(sig, g, tc, c, hr, weight)
+        v = gate_views(torch.addmm(pre, hr, weight.t()))[0]
+        h_new, c_new, (_, g, tc) = lstm_cell_forward(v, c)
+        ctx.save_for_backward(v.sig, g, tc, c, hr, weight)
         ctx.record = record
         ctx.r_shape = r.shape
         ctx.set_materialize_grads(False)
@@ -99,7 +132,9 @@ class LSTMStep(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, g_h: Tensor | None, g_c: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         sig, g, tc, c, hr, weight = ctx.saved_tensors
-        g_gates, g_c_prev = lstm_cell_backward((sig, g, tc), c, g_h, g_c)
+        i, f, _, o = sig.chunk(4, 1)
+        out = gate_grad_views(torch.empty_like(sig))[0]
+        g_gates, g_c_prev = lstm_cell_backward((GateViews(None, None, sig, i, f, o), g, tc), c, g_h, g_c, out)
         g_hr = torch.mm(g_gates, weight)  # (B, H + R·W)
         ctx.record.inputs.append(hr)
         ctx.record.grads.append(g_gates)

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.models.dnc.fused import access_backward, access_forward
-from mnemonet.models.dnc.fused_lstm import lstm_cell_backward, lstm_cell_forward
+from mnemonet.models.dnc.fused import access_backward, access_forward, step_views
+from mnemonet.models.dnc.fused_lstm import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
 
 
 def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
@@ -74,37 +74,49 @@ class DNCSequence(torch.autograd.Function):
     ) -> tuple[Tensor, ...]:
         R, W = dims
         T, B = pre.shape[0], pre.shape[1]
-        H = h0.shape[1]
+        H, N = h0.shape[1], M.shape[1]
         HR = pre.new_empty(T + 1, B, H + R * W)
         HR[0, :, :H] = h0
         HR[0, :, H:] = r0.reshape(B, R * W)
+        # per-step views, each buffer's made in one call; without backward two steps' buffers take turns
+        n_buf = T if keep else min(T, 2)
+        XI = pre.new_empty(n_buf, B, w_xi.shape[0])
+        xis, views = XI.unbind(0), step_views(XI, N, R, W)
+        gates = gate_views(pre.new_empty(n_buf, B, 4 * H))
+        pres, HRs = pre.unbind(0), HR.unbind(0)
+        h_out, r_out = HR[:, :, :H].unbind(0), HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
         w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
-        pres, HRs = pre.unbind(0), HR.unbind(0)  # per-step views, made in one call each
         ends = _ends(last, pre.device)
+        M_t, u, p, ww = M.mT, u.unsqueeze(1), p.unsqueeze(1), ww.unsqueeze(1)  # vectors over slots: (B, 1, N)
         finals = None if last is None else [x.clone() for x in (c0, M, u, L, p, wr, ww)]
         c, m_inv = c0, None
         steps = []
         for t in range(T):
-            h, c_new, lstm_saved = lstm_cell_forward(torch.addmm(pres[t], HRs[t], w_hr_t), c, HRs[t + 1][:, :H])
-            xi = torch.addmm(b_xi, h, w_xi_t)  # ξ_t = W_ξ h_t + b
-            (r, M, u, L, p, wr, ww, _, m_inv), saved = access_forward(xi, M, u, L, p, wr, ww, R, W, m_inv)
-            HRs[t + 1][:, H:] = r.reshape(B, R * W)
+            k = t % n_buf
+            torch.addmm(pres[t], HRs[t], w_hr_t, out=gates[k].gates)
+            h, c_new, lstm_saved = lstm_cell_forward(gates[k], c, h_out[t + 1])
+            torch.addmm(b_xi, h, w_xi_t, out=xis[k])  # ξ_t = W_ξ h_t + b
+            x = views[k]
+            (r, u, p, wr, ww, _, m_inv), saved = access_forward(x, M, M_t, u, L, p, wr, ww, m_inv)
+            r_out[t + 1].copy_(r)
+            M, M_t, L = x.memory, x.memory_t, x.link
             if keep:
                 steps.append((c, lstm_saved, saved))
             c = c_new
             if t in ends:
                 idx = ends[t]
-                for final, x in zip(finals, (c, M, u, L, p, wr, ww), strict=True):  # type: ignore[arg-type]
-                    final.index_copy_(0, idx, x.index_select(0, idx))
-        if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle)
-            finals = [x.clone() for x in (c, M, u, L, p, wr, ww)] if keep else [c, M, u, L, p, wr, ww]
+                for final, y in zip(finals, (c, M, u, L, p, wr, ww), strict=True):  # type: ignore[arg-type]
+                    final.index_copy_(0, idx, y.index_select(0, idx))
+        if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
+            finals = [y.clone() for y in (c, M, u, L, p, wr, ww)]
         if keep:
             ctx.steps = steps
             ctx.ends = ends
             ctx.dims = dims
             ctx.save_for_backward(HR, w_hr, w_xi)
         ctx.set_materialize_grads(False)
-        return (HR, *finals)
+        c, M, u, L, p, wr, ww = finals
+        return HR, c, M, u.squeeze(1), L, p.squeeze(1), wr, ww.squeeze(1)
 
     @staticmethod
     @once_differentiable
@@ -114,16 +126,22 @@ class DNCSequence(torch.autograd.Function):
         steps, ends = ctx.steps, ctx.ends
         T, B = len(steps), HR.shape[1]
         H = HR.shape[2] - R * W
+        g_finals = tuple(g if g is None or k not in (2, 4, 6) else g.unsqueeze(1) for k, g in enumerate(g_finals))
         G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations
         G_xi = HR.new_empty(T, B, w_xi.shape[0])  # ∂L/∂ξ_t
-        G_gates_t, G_xis = G_gates.unbind(0), G_xi.unbind(0)
+        G_HR = HR.new_empty(T + 1, B, H + R * W)  # row t: ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}] from step t's controller
+        if g_HR is None:
+            G_HR[T].zero_()
+        else:
+            G_HR[T].copy_(g_HR[T])
+        gate_grads, G_xis, G_HRs = gate_grad_views(G_gates), G_xi.unbind(0), G_HR.unbind(0)
+        g_h_views, g_r_views = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
         g_HRs = None if g_HR is None else g_HR.unbind(0)
         # carried gradients of the state after step t: c, M, u, L, p, w^r, w^w (None = zero)
         carry: list[Tensor | None] = [None] * 7
         owned = [False] * 7
         if not ends:  # no padding: the final state is the state after step T − 1
             carry = list(g_finals)
-        g_hr_next = None  # ∂L/∂HR[t + 1] from step t + 1's controller
         for t in range(T - 1, -1, -1):
             if t in ends:
                 idx = ends[t]
@@ -135,20 +153,18 @@ class DNCSequence(torch.autograd.Function):
                         owned[k] = True
                     carry[k].index_add_(0, idx, g_final.index_select(0, idx))
             c_prev, lstm_saved, saved = steps[t]
-            g_hr = g_hr_next  # ∂L/∂[h_t; r_t]: from step t + 1 (owned) plus from the outputs (the caller's)
-            if g_HR is not None:
-                g_hr = g_HRs[t + 1] if g_hr is None else g_hr.add_(g_HRs[t + 1])
+            if g_HRs is not None and t + 1 < T:  # ∂L/∂[h_t; r_t]: from step t + 1's controller and the outputs
+                G_HRs[t + 1].add_(g_HRs[t + 1])
             g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
-            g_r = None if g_hr is None else g_hr[:, H:].reshape(B, R, W)
             g_xi, g_M, g_u, g_L, g_p, g_wr, g_ww = access_backward(
-                saved, R, W, g_r, g_M, g_u, g_L, g_p, g_wr, g_ww, owned[1], owned[3], G_xis[t]
+                saved, g_r_views[t + 1], g_M, g_u, g_L, g_p, g_wr, g_ww, owned[1], owned[3], G_xis[t]
             )
-            g_h = g_xi @ w_xi if g_hr is None else torch.addmm(g_hr[:, :H], g_xi, w_xi)  # h_t feeds ξ_t and HR
-            g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, out=G_gates_t[t])
-            g_hr_next = torch.mm(g_gates, w_hr)  # ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
+            g_h = torch.addmm(g_h_views[t + 1], g_xi, w_xi)  # h_t feeds ξ_t and HR
+            g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, gate_grads[t])
+            torch.mm(g_gates, w_hr, out=G_HRs[t])
             carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
             owned = [True] * 7
-        g_init = g_hr_next if g_HR is None else g_hr_next.add_(g_HR[0])  # type: ignore[union-attr]
+        g_init = G_HRs[0] if g_HR is None else G_HRs[0].add_(g_HR[0])
         # rows whose final state is their initial state (no real step) cannot occur: lengths >= 1
         TB = T * B
         g_w_hr = torch.mm(G_gates.reshape(TB, -1).t(), HR[:-1].reshape(TB, -1))  # Σ_t g_t^T [h_{t−1}; r_{t−1}]
@@ -158,5 +174,5 @@ class DNCSequence(torch.autograd.Function):
         g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
         return (
             G_gates, g_w_hr, g_w_xi, g_b_xi, g_init[:, :H], g_c, g_init[:, H:].reshape(B, R, W),
-            g_M, g_u, g_L, g_p, g_wr, g_ww, None, None, None,
+            g_M, g_u.squeeze(1), g_L, g_p.squeeze(1), g_wr, g_ww.squeeze(1), None, None, None,
         )  # fmt: skip
