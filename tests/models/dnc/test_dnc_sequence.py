@@ -105,3 +105,37 @@ def test_node_matches_step_loop_for_controllers_without_two_biases(bias):
     g_loop = torch.autograd.grad((y_loop**2).sum(), list(model.parameters()))
     for a, b in zip(g, g_loop, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_workspaces_are_reused_and_never_shared_by_live_graphs():
+    from mnemonet.models.dnc import sequence
+
+    torch.manual_seed(2)
+    model = build_dnc(input_size=5, output_size=3, hidden_size=8, memory_size=6, word_size=4, num_reads=2).double()
+    params = list(model.parameters())
+    x, other = torch.randn(2, 5, 5, dtype=D), torch.randn(2, 5, 5, dtype=D)
+
+    def grads(inp):
+        y, _ = model(inp)
+        return torch.autograd.grad((y**2).sum(), params)
+
+    expected = grads(x)
+    sequence._FORWARD_POOL.free.clear()
+    with torch.no_grad():
+        model(other)
+    (_, kept), *_ = sequence._FORWARD_POOL.free  # handed back at the end of a no_grad forward
+    with torch.no_grad():
+        model(other)
+    assert sequence._FORWARD_POOL.free[0][1] is kept  # and taken again by the next call of that shape
+
+    y, _ = model(x)  # holds a workspace until its graph is freed, through retain_graph and other calls
+    first = torch.autograd.grad((y**2).sum(), params, retain_graph=True)
+    for _ in range(3):
+        grads(other)
+        with torch.no_grad():
+            model(other)
+    second = torch.autograd.grad((y**2).sum(), params)
+    for a, b, c in zip(expected, first, second, strict=True):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, c)
+    assert len(sequence._FORWARD_POOL.free) <= 2

@@ -24,9 +24,8 @@ from torch.autograd.function import once_differentiable
 
 from mnemonet.models.dnc.addressing import EPSILON
 
-_SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.default
+_SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
 _CONSTANTS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
-_OTHERS: dict[tuple[int, torch.device], Tensor] = {}
 
 
 def _const(value: float, like: Tensor) -> Tensor:
@@ -35,16 +34,6 @@ def _const(value: float, like: Tensor) -> Tensor:
     out = _CONSTANTS.get(key)
     if out is None:
         out = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
-    return out
-
-
-def _others(R: int, device: torch.device) -> Tensor:
-    """`[R, R − 1]` indices: row i lists 0 … R − 1 without i (cached)."""
-    key = (R, device)
-    out = _OTHERS.get(key)
-    if out is None:
-        rows = [[k for k in range(R) if k != i] for i in range(R)]
-        out = _OTHERS[key] = torch.tensor(rows, dtype=torch.long, device=device).reshape(R, max(R - 1, 0))
     return out
 
 
@@ -110,6 +99,29 @@ class StepViews(NamedTuple):
     link_diag: Tensor  # the diagonal of L_t, (B, N), view
 
 
+def _split_xi(xi: Tensor, R: int, W: int) -> tuple[Tensor, ...]:
+    """ξ (or its gradient) `[..., Z]` by part, as views.
+
+    Returns:
+        keys `[..., R+1, W]`, v `[..., 1, W]`, β̂ `[..., R+1, 1]`, gates `[..., W+R+2]`, π̂ `[..., R, 3, 1]`.
+    """
+    keys, v, plus, sig, soft = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], -1)
+    return keys.unflatten(-1, (R + 1, W)), v.unsqueeze(-2), plus.unsqueeze(-1), sig, soft.unflatten(-1, (R, 3, 1))
+
+
+def _split_gates(sig: Tensor, R: int, W: int) -> tuple[Tensor, ...]:
+    """The gate part `[..., W+R+2]` -> e `[..., 1, W]`, f `[..., R, 1]`, g^a `[..., 1, 1]`, g^w `[..., 1, 1]`."""
+    e, f, ga, gw = sig.split([W, R, 1, 1], -1)
+    return e.unsqueeze(-2), f.unsqueeze(-1), ga.unsqueeze(-1), gw.unsqueeze(-1)
+
+
+def _per_step(cls: Any, parts: tuple[Tensor | None, ...], steps: bool) -> list[Any]:
+    """``cls(*parts)`` in a list, or one ``cls`` per index of the parts' first axis (one ``unbind`` per part)."""
+    if not steps:
+        return [cls(*parts)]
+    return [cls(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]  # type: ignore[union-attr]
+
+
 def step_views(xi: Tensor, memory_size: int, num_reads: int, word_size: int) -> list[StepViews]:
     """Views of ξ (layout of ``interface.split_interface``, Hw = 1, no options) and of new output buffers.
 
@@ -121,20 +133,38 @@ def step_views(xi: Tensor, memory_size: int, num_reads: int, word_size: int) -> 
     """
     N, R, W = memory_size, num_reads, word_size
     lead = xi.shape[:-1]
-    keys, v, plus, sig, soft = torch.split(xi, [(R + 1) * W, W, R + 1, W + R + 2, 3 * R], -1)
     sg = xi.new_empty(*lead, W + R + 2)
-    e, f, ga, gw = sg.split([W, R, 1, 1], -1)
     q = xi.new_empty(*lead, R + 1, W)
     memory = xi.new_empty(*lead, N, W)
     link = xi.new_empty(*lead, N, N)
     parts = (
-        keys.unflatten(-1, (R + 1, W)), v.unsqueeze(-2), plus.unsqueeze(-1), sig, soft.unflatten(-1, (R, 3, 1)),
-        sg, e.unsqueeze(-2), f.unsqueeze(-1), ga.unsqueeze(-1), gw.unsqueeze(-1), q, q[..., :R, :], q[..., R:, :],
+        *_split_xi(xi, R, W), sg, *_split_gates(sg, R, W), q, q[..., :R, :], q[..., R:, :],
         memory, memory.mT, link, link.mT, link.diagonal(dim1=-2, dim2=-1),
     )  # fmt: skip
-    if xi.dim() == 2:
-        return [StepViews(*parts)]
-    return [StepViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
+    return _per_step(StepViews, parts, xi.dim() == 3)
+
+
+class GradViews(NamedTuple):
+    """Views of one step's ∂L/∂ξ_t `[B, Z]` by part, written in place by :func:`access_backward` (shapes as in
+    :class:`StepViews`)."""
+
+    whole: Tensor
+    keys: Tensor
+    v_row: Tensor
+    plus_col: Tensor
+    sig: Tensor
+    soft: Tensor
+    e_row: Tensor
+    f_col: Tensor
+    ga: Tensor
+    gw: Tensor
+
+
+def grad_views(g_xi: Tensor, num_reads: int, word_size: int) -> list[GradViews]:
+    """:class:`GradViews` of a gradient buffer `[T, B, Z]` (one per step), or of `[B, Z]` (a list of one)."""
+    keys, v, plus, sig, soft = _split_xi(g_xi, num_reads, word_size)
+    parts = (g_xi, keys, v, plus, sig, soft, *_split_gates(sig, num_reads, word_size))
+    return _per_step(GradViews, parts, g_xi.dim() == 3)
 
 
 def access_forward(
@@ -237,21 +267,21 @@ def access_backward(
     g_pn: Tensor | None,
     g_wr: Tensor | None,
     g_ww: Tensor | None,
+    gx: GradViews,
     owned_M: bool = False,
     owned_L: bool = False,
-    g_xi_out: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """The vector-Jacobian product of :func:`access_forward`: gradients of (r_t, M_t, u_t, L_t, p_t, w^r_t, w^w_t) in
-    (shapes as there; None for zero), gradients of (ξ_t `[B, Z]`, M_{t−1}, u_{t−1}, L_{t−1}, p_{t−1}, w^r_{t−1},
-    w^w_{t−1}) out. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in place (see
-    :func:`_is_owned`); ``g_xi_out``: an optional `[B, Z]` to write the gradient of ξ_t into.
+    (shapes as there; None for zero), gradients of (M_{t−1}, u_{t−1}, L_{t−1}, p_{t−1}, w^r_{t−1}, w^w_{t−1}) out,
+    and the gradient of ξ_t written into ``gx``. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in
+    place (see :func:`_is_owned`).
     """
     (
         x, k_inv, scale, pi, M, u, L, p, wr_prev, ww_prev, terms, psi, u_pre, m_inv, z_w,
         c_w, su, phi, excl, sa, a, mix, ww, w_col, inner, keep_p, mn_inv, z_r, c_r, S, wr,
     ) = saved  # fmt: skip
     Mn, Mn_t, Ln = x.memory, x.memory_t, x.link
-    B, R = wr.shape[0], wr.shape[1]
+    B, R, N = wr.shape
     g_Mn = _writable(g_Mn, Mn, owned_M)  # accumulated in place below
     g_wr = torch.zeros_like(wr) if g_wr is None else g_wr
     g_un = torch.zeros_like(u) if g_un is None else g_un
@@ -284,8 +314,8 @@ def access_backward(
     # p_t = (1 − Σ w) p + w
     G.diagonal(dim1=1, dim2=2).zero_()
     g_p = torch.bmm(ww, G)  # link: Σ_i G_ij w_i, (B, 1, N)
-    GL = G * L
-    g_ww_t = torch.bmm(p, G.mT).sub_(GL.sum(-1, keepdim=True).mT).sub_(GL.sum(-2, keepdim=True))  # (B, 1, N)
+    GL = G * L  # link: Σ_j G_ij p_j − Σ_j G_ij L_ij − Σ_j G_ji L_ji, (B, 1, N)
+    g_ww_t = torch.baddbmm(GL.sum(-2, keepdim=True), p, G.mT, beta=-1.0).sub_(GL.sum(-1, keepdim=True).mT)
     if g_ww is not None:
         g_ww_t = g_ww_t.add_(g_ww)
     if g_pn is not None:
@@ -297,14 +327,14 @@ def access_backward(
     g_ww_t = g_ww_t.add_((inner * g_Mn).sum(-1, keepdim=True).mT)
     gw_ = g_Mn * w_col  # (B, N, W)
     g_M = torch.addcmul(g_Mn, gw_, x.e_row, value=-1.0)
-    g_v = gw_.sum(1)  # (B, W)
-    g_e = gw_.mul_(M).sum(1).neg_()  # (B, W)
+    torch.sum(gw_, 1, keepdim=True, out=gx.v_row)
+    torch.sum(gw_.mul_(M), 1, keepdim=True, out=gx.e_row).neg_()
     # w^w = g^w lerp(c^w, a, g^a)
-    g_gw = (g_ww_t * mix).sum(-1)  # (B, 1)
+    torch.sum(g_ww_t * mix, -1, keepdim=True, out=gx.gw)
     g_mix = g_ww_t * x.gw
     g_a = g_mix * x.ga
     g_cw = g_mix - g_a
-    g_ga = (g_mix * (a - c_w)).sum(-1)  # (B, 1)
+    torch.sum(g_mix * (a - c_w), -1, keepdim=True, out=gx.ga)
     # a = scatter((1 − su_j) Π_{i<j} su_i)
     g_sa = g_a.gather(-1, phi)
     csum = (g_sa * sa).cumsum(-1)  # through Π_{i<j} su_i: Σ_{j>i} g_j sa_j / su_i
@@ -322,20 +352,20 @@ def access_backward(
     g_u = torch.addcmul(g_upre, g_upre, ww_prev, value=-1.0)  # ⊙ (1 − w^w_{t−1})
     g_ww_prev = torch.addcmul(g_upre, g_upre, u, value=-1.0)  # ⊙ (1 − u)
     # ψ = Π_i (1 − f_i w^r_i): ∂ψ/∂term_i = Π_{k≠i} term_k (no division, safe at zeros)
-    others = terms[:, _others(R, terms.device)].prod(2)  # (B, R, N): row i multiplies the R − 1 other terms
+    twice = torch.cat([terms, terms], 1)  # (B, 2R, N): rows i + 1 … i + R − 1 are the R − 1 other terms
+    others = twice.as_strided((B, R, R - 1, N), (2 * R * N, N, N, 1), N).prod(2)  # (B, R, N)
     g_terms = others.mul_(g_psi)
-    g_f = (g_terms * wr_prev).sum(-1).neg_()  # (B, R)
+    torch.sum(g_terms * wr_prev, -1, keepdim=True, out=gx.f_col).neg_()
     g_wr_prev = torch.addcmul(g_wr_prev, g_terms, x.f_col, value=-1.0)
     # q = β k / sqrt(|k|² + ε): g_k = s g_q − s k_inv² (k·g_q) k, g_β = k_inv (k·g_q)
     g_q = torch.cat([g_qr, g_qw], 1)  # (B, R+1, W)
     kk = (x.keys * g_q).sum(-1, keepdim=True).mul_(k_inv)  # k_inv (k·g_q), (B, R+1, 1)
-    g_keys = torch.addcmul(g_q, x.keys, kk * k_inv, value=-1.0).mul_(scale)
+    torch.mul(torch.addcmul(g_q, x.keys, kk * k_inv, value=-1.0), scale, out=gx.keys)
     # nonlinearities back onto ξ
-    g_plus = kk.mul_(torch.sigmoid(x.plus_col))  # oneplus' = σ
-    g_sig = _SIGMOID_BACKWARD(torch.cat([g_e, g_f, g_ga, g_gw], -1), x.sg)
-    g_soft = torch._softmax_backward_data(g_pi, pi, -2, pi.dtype)
-    g_xi = torch.cat([g_keys.view(B, -1), g_v, g_plus.view(B, -1), g_sig, g_soft.view(B, -1)], -1, out=g_xi_out)
-    return g_xi, g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev
+    torch.mul(kk, torch.sigmoid(x.plus_col), out=gx.plus_col)  # oneplus' = σ
+    _SIGMOID_BACKWARD(gx.sig, x.sg, grad_input=gx.sig)
+    gx.soft.copy_(torch._softmax_backward_data(g_pi, pi, -2, pi.dtype))  # its out= form ignores strides
+    return g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev
 
 
 class FusedAccessStep(torch.autograd.Function):
@@ -365,6 +395,7 @@ class FusedAccessStep(torch.autograd.Function):
         )
         # the StepViews, then the rest; views of the outputs M_t and L_t are made again in backward
         ctx.save_for_backward(*x._replace(memory_t=None, link_t=None, link_diag=None), *saved[1:])
+        ctx.dims, ctx.xi_size = (num_reads, word_size), xi.shape[1]
         fused_node = FusedAccessStep._backward_cls  # type: ignore[attr-defined]
         ctx.tag = (type(memory.grad_fn) is fused_node, type(link.grad_fn) is fused_node)  # see _is_owned
         ctx.mark_non_differentiable(a)
@@ -388,9 +419,10 @@ class FusedAccessStep(torch.autograd.Function):
         n = len(StepViews._fields)
         x = StepViews(*tensors[:n])
         x = x._replace(memory_t=x.memory.mT, link_t=x.link.mT)
-        g_xi, g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev = access_backward(
+        gx = grad_views(x.sig_raw.new_empty(x.sig_raw.shape[0], ctx.xi_size), *ctx.dims)[0]
+        g_M, g_u, g_L, g_p, g_wr_prev, g_ww_prev = access_backward(
             (x, *tensors[n:]), g_r, g_Mn, None if g_un is None else g_un.unsqueeze(1),
-            None if g_Ln is None else g_Ln.squeeze(1), g_pn, g_wr, g_ww,
+            None if g_Ln is None else g_Ln.squeeze(1), g_pn, g_wr, g_ww, gx,
             owned_M=g_Mn is not None and _is_owned(g_Mn), owned_L=g_Ln is not None and _is_owned(g_Ln),
         )  # fmt: skip
         g_L = g_L.unsqueeze(1)
@@ -398,4 +430,4 @@ class FusedAccessStep(torch.autograd.Function):
             g_M._mnemonet_owned = True  # type: ignore[attr-defined]  # see _is_owned
         if ctx.tag[1]:
             g_L._mnemonet_owned = True  # type: ignore[attr-defined]
-        return g_xi, g_M, g_u.squeeze(1), g_L, g_p, g_wr_prev, g_ww_prev, None, None
+        return gx.whole, g_M, g_u.squeeze(1), g_L, g_p, g_wr_prev, g_ww_prev, None, None

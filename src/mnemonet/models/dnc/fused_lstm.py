@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mnemonet.models.cells import LSTMCell
+from mnemonet.models.dnc.fused import _const
 
 _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
 _TANH_BACKWARD = torch.ops.aten.tanh_backward
@@ -29,9 +30,10 @@ class GateViews(NamedTuple):
 
     gates: Tensor  # a_t, the summed pre-activations, (B, 4H) in torch's gate order (i, f, g, o)
     gates_g: Tensor  # its g block, (B, H)
-    sig: Tensor  # σ(a_t), (B, 4H) (its g block unused)
+    sig: Tensor  # σ(a_t) but σ(2 a_g) in the g block, (B, 4H)
     i: Tensor  # σ(a_i), (B, H), view of sig
     f: Tensor
+    sig_g: Tensor  # σ(2 a_g)
     o: Tensor
 
 
@@ -48,8 +50,7 @@ class GateGradViews(NamedTuple):
 def gate_views(gates: Tensor) -> list[GateViews]:
     """Views of a pre-activation buffer `[T, B, 4H]` (or `[B, 4H]` for one step) and of a new σ buffer."""
     sig = torch.empty_like(gates)
-    i, f, _, o = sig.chunk(4, -1)
-    parts = (gates, gates.chunk(4, -1)[2], sig, i, f, o)
+    parts = (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1))
     if gates.dim() == 2:
         return [GateViews(*parts)]
     return [GateViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
@@ -74,8 +75,11 @@ def lstm_cell_forward(v: GateViews, c: Tensor, h_out: Tensor | None = None) -> t
     Returns:
         (h_t `[B, H]`, c_t `[B, H]`, (v, tanh(a_g), tanh(c_t)) for :func:`lstm_cell_backward`).
     """
-    torch.sigmoid(v.gates, out=v.sig)  # one kernel for all four blocks; the g block is replaced by tanh(a_g)
-    g = torch.tanh(v.gates_g)
+    # tanh(a) = 2 σ(2a) − 1: one sigmoid kernel for all four blocks (torch's tanh costs several sigmoids here)
+    two = _const(2.0, c)
+    v.gates_g.mul_(two)
+    torch.sigmoid(v.gates, out=v.sig)
+    g = torch.addcmul(_const(-1.0, c), v.sig_g, two)
     c_new = torch.addcmul(v.f * c, v.i, g)  # c_t = f ⊙ c_{t−1} + i ⊙ g
     tc = torch.tanh(c_new)
     h_new = torch.mul(v.o, tc) if h_out is None else torch.mul(v.o, tc, out=h_out)  # h_t = o ⊙ tanh(c_t)
@@ -132,9 +136,10 @@ class LSTMStep(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, g_h: Tensor | None, g_c: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         sig, g, tc, c, hr, weight = ctx.saved_tensors
-        i, f, _, o = sig.chunk(4, 1)
+        i, f, sig_g, o = sig.chunk(4, 1)
         out = gate_grad_views(torch.empty_like(sig))[0]
-        g_gates, g_c_prev = lstm_cell_backward((GateViews(None, None, sig, i, f, o), g, tc), c, g_h, g_c, out)
+        v = GateViews(sig, sig_g, sig, i, f, sig_g, o)  # the pre-activations are not needed: any tensors do
+        g_gates, g_c_prev = lstm_cell_backward((v, g, tc), c, g_h, g_c, out)
         g_hr = torch.mm(g_gates, weight)  # (B, H + R·W)
         ctx.record.inputs.append(hr)
         ctx.record.grads.append(g_gates)

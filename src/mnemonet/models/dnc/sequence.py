@@ -16,18 +16,71 @@ controller multiplies HR[t] by [W_hh, W_ih^(r)] and the output layer reads HR[1:
 Padding: sequences shorter than T run on through the padded steps (whose outputs the caller zeroes), and
 the returned final state of each sequence is the one after its own last real step, so padded steps never
 reach a loss and get zero gradient.
+
+Workspaces: the per-step buffers (ξ_t, gates, M_t, L_t, ...) and their views are made once per shape and
+reused by later calls (:class:`_Pool`): making the views costs about as much as the kernels they save, and
+reused buffers are warm in cache. A forward's workspace stays with its autograd node until the node is
+freed (so ``retain_graph`` and several graphs alive at once are safe); a backward's only while it runs.
+Workspaces over ``_POOL_MAX_BYTES`` are not kept.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.models.dnc.fused import access_backward, access_forward, step_views
+from mnemonet.models.dnc.fused import access_backward, access_forward, grad_views, step_views
 from mnemonet.models.dnc.fused_lstm import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
+
+_POOL_MAX_BYTES = 256 * 2**20
+
+
+class _Pool:
+    """Up to two free workspaces, each under its key (shapes, dtype, device); thread-safe (atomic deque ops)."""
+
+    def __init__(self, max_bytes: int = _POOL_MAX_BYTES) -> None:
+        self.free: deque[tuple[tuple, Any]] = deque(maxlen=2)
+        self.max_bytes = max_bytes
+
+    def take(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """A free workspace made for ``key``, or ``make()``."""
+        found, others = None, []
+        while True:
+            try:
+                item = self.free.popleft()
+            except IndexError:
+                break
+            if found is None and item[0] == key:
+                found = item[1]
+            else:
+                others.append(item)
+        self.free.extend(others)
+        return make() if found is None else found
+
+    def give(self, key: tuple, workspace: Any, nbytes: int) -> None:
+        """Keep ``workspace`` for a later :meth:`take` (unless it is too big to hold on to)."""
+        if nbytes <= self.max_bytes:
+            self.free.append((key, workspace))
+
+
+class _Lease:
+    """Gives a workspace back to its pool when the autograd node that holds this lease is freed."""
+
+    __slots__ = ("key", "nbytes", "pool", "workspace")
+
+    def __init__(self, pool: _Pool, key: tuple, workspace: Any, nbytes: int) -> None:
+        self.pool, self.key, self.workspace, self.nbytes = pool, key, workspace, nbytes
+
+    def __del__(self) -> None:
+        self.pool.give(self.key, self.workspace, self.nbytes)
+
+
+_FORWARD_POOL, _BACKWARD_POOL = _Pool(), _Pool()
 
 
 def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
@@ -78,11 +131,17 @@ class DNCSequence(torch.autograd.Function):
         HR = pre.new_empty(T + 1, B, H + R * W)
         HR[0, :, :H] = h0
         HR[0, :, H:] = r0.reshape(B, R * W)
-        # per-step views, each buffer's made in one call; without backward two steps' buffers take turns
-        n_buf = T if keep else min(T, 2)
-        XI = pre.new_empty(n_buf, B, w_xi.shape[0])
-        xis, views = XI.unbind(0), step_views(XI, N, R, W)
-        gates = gate_views(pre.new_empty(n_buf, B, 4 * H))
+        # per-step buffers and views (see _Pool); without backward two steps' buffers take turns
+        n_buf, Z = (T if keep else min(T, 2)), w_xi.shape[0]
+        key = (n_buf, B, N, R, W, H, Z, pre.dtype, pre.device)
+
+        def make() -> tuple[Any, ...]:
+            XI = pre.new_empty(n_buf, B, Z)
+            return XI.unbind(0), step_views(XI, N, R, W), gate_views(pre.new_empty(n_buf, B, 4 * H))
+
+        workspace = _FORWARD_POOL.take(key, make)
+        xis, views, gates = workspace
+        nbytes = n_buf * B * (Z + (W + R + 2) + (R + 1) * W + N * W + N * N + 8 * H) * pre.element_size()
         pres, HRs = pre.unbind(0), HR.unbind(0)
         h_out, r_out = HR[:, :, :H].unbind(0), HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
         w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
@@ -109,7 +168,9 @@ class DNCSequence(torch.autograd.Function):
                     final.index_copy_(0, idx, y.index_select(0, idx))
         if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
             finals = [y.clone() for y in (c, M, u, L, p, wr, ww)]
+        lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
         if keep:
+            ctx.lease = lease
             ctx.steps = steps
             ctx.ends = ends
             ctx.dims = dims
@@ -127,15 +188,23 @@ class DNCSequence(torch.autograd.Function):
         T, B = len(steps), HR.shape[1]
         H = HR.shape[2] - R * W
         g_finals = tuple(g if g is None or k not in (2, 4, 6) else g.unsqueeze(1) for k, g in enumerate(g_finals))
-        G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations
-        G_xi = HR.new_empty(T, B, w_xi.shape[0])  # ∂L/∂ξ_t
-        G_HR = HR.new_empty(T + 1, B, H + R * W)  # row t: ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}] from step t's controller
+        G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations (returned: not pooled)
+        Z = w_xi.shape[0]
+        key = (T, B, H, R, W, Z, HR.dtype, HR.device)
+
+        def make() -> tuple[Any, ...]:
+            G_xi = HR.new_empty(T, B, Z)  # ∂L/∂ξ_t
+            G_HR = HR.new_empty(T + 1, B, H + R * W)  # row t: ∂L/∂HR[t] from step t's controller
+            h_part, r_part = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
+            return G_xi, G_HR, grad_views(G_xi, R, W), G_HR.unbind(0), h_part, r_part
+
+        workspace = _BACKWARD_POOL.take(key, make)
+        G_xi, G_HR, G_xis, G_HRs, g_h_views, g_r_views = workspace
         if g_HR is None:
             G_HR[T].zero_()
         else:
             G_HR[T].copy_(g_HR[T])
-        gate_grads, G_xis, G_HRs = gate_grad_views(G_gates), G_xi.unbind(0), G_HR.unbind(0)
-        g_h_views, g_r_views = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
+        gate_grads = gate_grad_views(G_gates)
         g_HRs = None if g_HR is None else g_HR.unbind(0)
         # carried gradients of the state after step t: c, M, u, L, p, w^r, w^w (None = zero)
         carry: list[Tensor | None] = [None] * 7
@@ -156,10 +225,10 @@ class DNCSequence(torch.autograd.Function):
             if g_HRs is not None and t + 1 < T:  # ∂L/∂[h_t; r_t]: from step t + 1's controller and the outputs
                 G_HRs[t + 1].add_(g_HRs[t + 1])
             g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
-            g_xi, g_M, g_u, g_L, g_p, g_wr, g_ww = access_backward(
-                saved, g_r_views[t + 1], g_M, g_u, g_L, g_p, g_wr, g_ww, owned[1], owned[3], G_xis[t]
+            g_M, g_u, g_L, g_p, g_wr, g_ww = access_backward(
+                saved, g_r_views[t + 1], g_M, g_u, g_L, g_p, g_wr, g_ww, G_xis[t], owned[1], owned[3]
             )
-            g_h = torch.addmm(g_h_views[t + 1], g_xi, w_xi)  # h_t feeds ξ_t and HR
+            g_h = torch.addmm(g_h_views[t + 1], G_xis[t].whole, w_xi)  # h_t feeds ξ_t and HR
             g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, gate_grads[t])
             torch.mm(g_gates, w_hr, out=G_HRs[t])
             carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
@@ -171,8 +240,10 @@ class DNCSequence(torch.autograd.Function):
         g_xi_all = G_xi.reshape(TB, -1)
         g_w_xi = torch.mm(g_xi_all.t(), HR[1:, :, :H].reshape(TB, H))  # Σ_t g_ξ_t^T h_t
         g_b_xi = g_xi_all.sum(0)
+        g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].reshape(B, R, W).clone()
+        _BACKWARD_POOL.give(key, workspace, ((T + 1) * (H + R * W) + T * Z) * B * HR.element_size())
         g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
         return (
-            G_gates, g_w_hr, g_w_xi, g_b_xi, g_init[:, :H], g_c, g_init[:, H:].reshape(B, R, W),
+            G_gates, g_w_hr, g_w_xi, g_b_xi, g_h0, g_c, g_r0,
             g_M, g_u.squeeze(1), g_L, g_p.squeeze(1), g_wr, g_ww.squeeze(1), None, None, None,
         )  # fmt: skip
