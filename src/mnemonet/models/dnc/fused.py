@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mnemonet.models.dnc.addressing import EPSILON
 
 _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
+_SOFTPLUS = torch._C._nn.softplus
 _CONSTANTS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
 
 
@@ -61,13 +61,14 @@ def _softmax_backward(grad: Tensor, out: Tensor) -> Tensor:
     return torch._softmax_backward_data(grad, out, -1, out.dtype)
 
 
-def inverse_norms(x: Tensor, eps: Tensor, dim: int = -1) -> Tensor:
+def inverse_norms(x: Tensor, eps: Tensor, dim: int = -1, out: Tensor | None = None) -> Tensor:
     """1 / sqrt(|x|² + ε) over ``dim``, kept as a size-1 axis: the cosine-similarity denominators.
 
     For memory rows pass M^T `[B, W, N]` and ``dim=1`` (a `[B, 1, N]` row); for keys `[B, K, W]`, ``dim=-1``.
+    ``out``: where to write the result.
     """
     norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True)
-    return torch.addcmul(eps, norm, norm).rsqrt_()
+    return torch.addcmul(eps, norm, norm, out=out).rsqrt_()
 
 
 class StepViews(NamedTuple):
@@ -97,6 +98,41 @@ class StepViews(NamedTuple):
     link: Tensor  # L_t, (B, N, N)
     link_t: Tensor  # L_t^T, view
     link_diag: Tensor  # the diagonal of L_t, (B, N), view
+    # the step's other results and intermediates, named as in access_forward (vectors over slots are (B, 1, N))
+    pi: Tensor  # (B, R, 3, 1)
+    k_inv: Tensor  # (B, R + 1, 1)
+    scale: Tensor  # (B, R + 1, 1)
+    terms: Tensor  # (B, R, N)
+    psi: Tensor
+    u_pre: Tensor
+    u_new: Tensor
+    z_w: Tensor
+    c_w: Tensor
+    key: Tensor
+    su: Tensor
+    phi: Tensor  # int64
+    excl: Tensor
+    sa: Tensor
+    a: Tensor
+    mix: Tensor
+    ww: Tensor
+    inner: Tensor  # (B, N, W)
+    keep_p: Tensor  # (B, 1, 1)
+    p_new: Tensor
+    mn_inv: Tensor
+    z_r: Tensor  # (B, R, N)
+    c_r: Tensor  # (B, R, N)
+    S: Tensor  # (B, R, 3, N)
+    wr: Tensor  # (B, R, N)
+
+
+def _result_shapes(N: int, R: int, W: int) -> dict[str, tuple[int, ...]]:
+    """Per-step shapes (after B) of the :class:`StepViews` result fields, in field order."""
+    vec = (1, N)
+    shapes = {"pi": (R, 3, 1), "k_inv": (R + 1, 1), "scale": (R + 1, 1), "terms": (R, N)}
+    shapes |= {k: vec for k in ("psi", "u_pre", "u_new", "z_w", "c_w", "key", "su", "phi", "excl", "sa", "a")}
+    shapes |= {"mix": vec, "ww": vec, "inner": (N, W), "keep_p": (1, 1), "p_new": vec, "mn_inv": vec}
+    return shapes | {"z_r": (R, N), "c_r": (R, N), "S": (R, 3, N), "wr": (R, N)}
 
 
 def _split_xi(xi: Tensor, R: int, W: int) -> tuple[Tensor, ...]:
@@ -137,9 +173,13 @@ def step_views(xi: Tensor, memory_size: int, num_reads: int, word_size: int) -> 
     q = xi.new_empty(*lead, R + 1, W)
     memory = xi.new_empty(*lead, N, W)
     link = xi.new_empty(*lead, N, N)
+    results = [
+        xi.new_empty(*lead, *shape, dtype=torch.int64 if name == "phi" else None)
+        for name, shape in _result_shapes(N, R, W).items()
+    ]
     parts = (
         *_split_xi(xi, R, W), sg, *_split_gates(sg, R, W), q, q[..., :R, :], q[..., R:, :],
-        memory, memory.mT, link, link.mT, link.diagonal(dim1=-2, dim2=-1),
+        memory, memory.mT, link, link.mT, link.diagonal(dim1=-2, dim2=-1), *results,
     )  # fmt: skip
     return _per_step(StepViews, parts, xi.dim() == 3)
 
@@ -198,63 +238,61 @@ def access_forward(
 
     # ξ_t -> controls (interface.split_interface with Hw = 1): sigmoid gates, softmax read modes π
     torch.sigmoid(x.sig_raw, out=x.sg)  # e | f | g^a | g^w, read through x's views
-    pi = torch.softmax(x.soft_raw, -2)  # π: backward, content, forward, (B, R, 3, 1)
+    pi = torch.softmax(x.soft_raw, -2, out=x.pi)  # π: backward, content, forward, (B, R, 3, 1)
 
     # keys scaled once: q = β k / sqrt(|k|² + ε), β = oneplus(β̂), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
-    k_inv = inverse_norms(x.keys, eps)  # (B, R+1, 1)
-    scale = F.softplus(x.plus_col).add_(one).mul_(k_inv)  # β k_inv: β^r then β^w, (B, R+1, 1)
+    k_inv = inverse_norms(x.keys, eps, out=x.k_inv)  # (B, R+1, 1)
+    scale = _SOFTPLUS(x.plus_col, 1, 20, out=x.scale).add_(one).mul_(k_inv)  # β k_inv: β^r then β^w
     torch.mul(x.keys, scale, out=x.q)  # q^r | q^w, read through x's views
 
     # ψ_t = Π_i (1 − f^i w^{r,i}_{t−1}); u_t = (u + w^w − u ⊙ w^w) ⊙ ψ_t
-    terms = torch.addcmul(one, x.f_col, prev_read, value=-1.0)  # (B, R, N)
-    psi = terms.prod(1, keepdim=True)  # (B, 1, N)
-    u_pre = torch.lerp(usage, one, ww_prev)  # u + w^w (1 − u)
-    u_new = u_pre * psi
+    terms = torch.addcmul(one, x.f_col, prev_read, value=-1.0, out=x.terms)  # (B, R, N)
+    psi = torch.prod(terms, 1, keepdim=True, out=x.psi)  # (B, 1, N)
+    u_pre = torch.lerp(usage, one, ww_prev, out=x.u_pre)  # u + w^w (1 − u)
+    u_new = torch.mul(u_pre, psi, out=x.u_new)
 
     # c^w_t = C(M_{t−1}, k^w, β^w)
     if m_inv is None:
         m_inv = inverse_norms(memory_t, eps, 1)  # (B, 1, N)
-    z_w = torch.bmm(x.q_w, memory_t).mul_(m_inv)  # cosine × β^w, (B, 1, N)
-    c_w = torch.softmax(z_w, -1)
+    z_w = torch.bmm(x.q_w, memory_t, out=x.z_w).mul_(m_inv)  # cosine × β^w, (B, 1, N)
+    c_w = torch.softmax(z_w, -1, out=x.c_w)
 
     # a_t: allocation from usage sorted ascending (ε + (1 − ε) u), exclusive cumulative product
-    su, phi = torch.sort(torch.add(eps, u_new, alpha=1.0 - EPSILON), dim=-1, stable=True)  # ties: slot order
-    excl = torch.cumprod(su, -1).div_(su)  # Π_{i<j} su_i, (B, 1, N)
-    sa = torch.addcmul(excl, su, excl, value=-1.0)  # (1 − su_j) Π_{i<j} su_i
-    a = sa.scatter(-1, phi, sa)  # back to slot order (φ is a permutation: every entry is written)
+    key = torch.add(eps, u_new, alpha=1.0 - EPSILON, out=x.key)
+    su, phi = torch.sort(key, dim=-1, stable=True, out=(x.su, x.phi))  # ties: slot order
+    excl = torch.cumprod(su, -1, out=x.excl).div_(su)  # Π_{i<j} su_i, (B, 1, N)
+    sa = torch.addcmul(excl, su, excl, value=-1.0, out=x.sa)  # (1 − su_j) Π_{i<j} su_i
+    a = torch.scatter(sa, -1, phi, sa, out=x.a)  # back to slot order (φ is a permutation: every entry is written)
 
     # w^w_t = g^w [g^a a + (1 − g^a) c^w]
-    mix = torch.lerp(c_w, a, x.ga)
-    ww = mix * x.gw  # (B, 1, N)
+    mix = torch.lerp(c_w, a, x.ga, out=x.mix)
+    ww = torch.mul(mix, x.gw, out=x.ww)  # (B, 1, N)
     w_col = ww.mT  # (B, N, 1)
 
     # M_t = M_{t−1} ⊙ (E − w^w e^T) + w^w v^T = M_{t−1} + w^w ⊙ (v^T − e^T ⊙ M_{t−1}) (two kernels)
-    inner = torch.addcmul(x.v_row, x.e_row, memory, value=-1.0)  # (B, N, W)
+    inner = torch.addcmul(x.v_row, x.e_row, memory, value=-1.0, out=x.inner)  # (B, N, W)
     mem_new = torch.addcmul(memory, w_col, inner, out=x.memory)
 
     # L_t = (1 − w_i − w_j) L_{t−1} + w_i p_j with a zero diagonal; p_t = (1 − Σ w) p + w
     L_new = torch.addcmul(L, w_col, L, value=-1.0, out=x.link)  # (1 − w_i) L; then − w_j L + w_i p_j
     L_new.addcmul_(L, ww, value=-1.0).addcmul_(w_col, p)
     x.link_diag.zero_()
-    keep_p = torch.sub(one, ww.sum(-1, keepdim=True))  # (B, 1, 1)
-    p_new = torch.addcmul(ww, keep_p, p)
+    keep_p = torch.sum(ww, -1, keepdim=True, out=x.keep_p).neg_().add_(one)  # (B, 1, 1)
+    p_new = torch.addcmul(ww, keep_p, p, out=x.p_new)
 
     # c^r_t = C(M_t, k^r, β^r); f_t = L_t w^r_{t−1}, b_t = L_t^T w^r_{t−1}
-    mn_inv = inverse_norms(x.memory_t, eps, 1)  # (B, 1, N)
-    z_r = torch.bmm(x.q_r, x.memory_t).mul_(mn_inv)  # cosine × β^r, (B, R, N)
-    c_r = torch.softmax(z_r, -1)
+    mn_inv = inverse_norms(x.memory_t, eps, 1, out=x.mn_inv)  # (B, 1, N)
+    z_r = torch.bmm(x.q_r, x.memory_t, out=x.z_r).mul_(mn_inv)  # cosine × β^r, (B, R, N)
+    c_r = torch.softmax(z_r, -1, out=x.c_r)
     fwd = torch.bmm(prev_read, x.link_t)  # (B, R, N)
     bwd = torch.bmm(prev_read, L_new)  # (B, R, N)
 
     # w^r_t = π[0] b + π[1] c + π[2] f; r_t = M_t^T w^r_t
-    S = torch.stack([bwd, c_r, fwd], 2)  # (B, R, 3, N)
-    wr = (pi * S).sum(2)  # (B, R, N); elementwise: a batched 1×3 @ 3×N matmul costs more
+    S = torch.stack([bwd, c_r, fwd], 2, out=x.S)  # (B, R, 3, N)
+    wr = torch.sum(pi * S, 2, out=x.wr)  # (B, R, N); elementwise: a batched 1×3 @ 3×N matmul costs more
     r = torch.bmm(wr, mem_new)  # (B, R, W)
 
-    saved = (
-        x, k_inv, scale, pi, memory, usage, L, p, prev_read, ww_prev, terms, psi, u_pre, m_inv, z_w,
-        c_w, su, phi, excl, sa, a, mix, ww, w_col, inner, keep_p, mn_inv, z_r, c_r, S, wr,
-    )  # fmt: skip
+    saved = (x, memory, usage, L, p, prev_read, ww_prev, m_inv, w_col)
     return (r, u_new, p_new, wr, ww, a, mn_inv), saved
 
 
@@ -276,10 +314,10 @@ def access_backward(
     and the gradient of ξ_t written into ``gx``. ``owned_M`` / ``owned_L``: ``g_Mn`` / ``g_Ln`` may be updated in
     place (see :func:`_is_owned`).
     """
-    (
-        x, k_inv, scale, pi, M, u, L, p, wr_prev, ww_prev, terms, psi, u_pre, m_inv, z_w,
-        c_w, su, phi, excl, sa, a, mix, ww, w_col, inner, keep_p, mn_inv, z_r, c_r, S, wr,
-    ) = saved  # fmt: skip
+    x, M, u, L, p, wr_prev, ww_prev, m_inv, w_col = saved
+    k_inv, scale, pi, terms, psi, u_pre, z_w, c_w = x.k_inv, x.scale, x.pi, x.terms, x.psi, x.u_pre, x.z_w, x.c_w
+    su, phi, excl, sa, a, mix, ww, inner = x.su, x.phi, x.excl, x.sa, x.a, x.mix, x.ww, x.inner
+    keep_p, mn_inv, z_r, c_r, S, wr = x.keep_p, x.mn_inv, x.z_r, x.c_r, x.S, x.wr
     Mn, Mn_t, Ln = x.memory, x.memory_t, x.link
     B, R, N = wr.shape
     g_Mn = _writable(g_Mn, Mn, owned_M)  # accumulated in place below

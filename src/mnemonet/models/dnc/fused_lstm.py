@@ -35,6 +35,9 @@ class GateViews(NamedTuple):
     f: Tensor
     sig_g: Tensor  # σ(2 a_g)
     o: Tensor
+    g: Tensor  # tanh(a_g), (B, H)
+    c: Tensor  # c_t, (B, H)
+    tc: Tensor  # tanh(c_t), (B, H)
 
 
 class GateGradViews(NamedTuple):
@@ -50,7 +53,8 @@ class GateGradViews(NamedTuple):
 def gate_views(gates: Tensor) -> list[GateViews]:
     """Views of a pre-activation buffer `[T, B, 4H]` (or `[B, 4H]` for one step) and of a new σ buffer."""
     sig = torch.empty_like(gates)
-    parts = (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1))
+    results = [gates.new_empty(*gates.shape[:-1], gates.shape[-1] // 4) for _ in range(3)]
+    parts = (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1), *results)
     if gates.dim() == 2:
         return [GateViews(*parts)]
     return [GateViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
@@ -79,9 +83,9 @@ def lstm_cell_forward(v: GateViews, c: Tensor, h_out: Tensor | None = None) -> t
     two = _const(2.0, c)
     v.gates_g.mul_(two)
     torch.sigmoid(v.gates, out=v.sig)
-    g = torch.addcmul(_const(-1.0, c), v.sig_g, two)
-    c_new = torch.addcmul(v.f * c, v.i, g)  # c_t = f ⊙ c_{t−1} + i ⊙ g
-    tc = torch.tanh(c_new)
+    g = torch.addcmul(_const(-1.0, c), v.sig_g, two, out=v.g)
+    c_new = torch.addcmul(v.f * c, v.i, g, out=v.c)  # c_t = f ⊙ c_{t−1} + i ⊙ g
+    tc = torch.tanh(c_new, out=v.tc)
     h_new = torch.mul(v.o, tc) if h_out is None else torch.mul(v.o, tc, out=h_out)  # h_t = o ⊙ tanh(c_t)
     return h_new, c_new, (v, g, tc)
 
@@ -138,7 +142,7 @@ class LSTMStep(torch.autograd.Function):
         sig, g, tc, c, hr, weight = ctx.saved_tensors
         i, f, sig_g, o = sig.chunk(4, 1)
         out = gate_grad_views(torch.empty_like(sig))[0]
-        v = GateViews(sig, sig_g, sig, i, f, sig_g, o)  # the pre-activations are not needed: any tensors do
+        v = GateViews(sig, sig_g, sig, i, f, sig_g, o, g, c, tc)  # only sig's blocks are read
         g_gates, g_c_prev = lstm_cell_backward((v, g, tc), c, g_h, g_c, out)
         g_hr = torch.mm(g_gates, weight)  # (B, H + R·W)
         ctx.record.inputs.append(hr)
