@@ -208,7 +208,7 @@ class DNCCell(Cell):
 
     def _whole_sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState]:
         """``sequence`` for an LSTM controller and the paper's memory: all steps as one node (``sequence.py``)."""
-        B, T = x.shape[0], x.shape[1]
+        T = x.shape[1]
         w_x, bias, w_hr = lstm_weights(self.controller, self.input_size)  # w_hr multiplies HR[t] = [h; r]
         pre = F.linear(x.transpose(0, 1), w_x, bias)  # W_ih^(x) x_t + b, (T, B, 4H)
         a, link = state.access, state.access.link
@@ -222,20 +222,17 @@ class DNCCell(Cell):
             a.memory, a.usage, link.link[:, 0], link.precedence[:, 0], a.read_weights, a.write_weights[:, 0],
         )  # fmt: skip
         keep = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
-        HR, c, M, u, L, p, wr, ww = DNCSequence.apply(
+        HR, h, c, r, M, u, L, p, wr, ww = DNCSequence.apply(
             *inputs, last, (self.access.num_reads, self.access.word_size), keep
         )
-        H = self.hidden_size
-        y = self.output(HR[1:].transpose(0, 1))  # W_y [h_t; r_t], (B, T, O)
-        if lengths is None:
-            final = HR[T]
-        else:
+        # W_y [h_t; r_t] for all rows of HR, then drop row 0 (the initial state): (B, T, O); slicing the small
+        # result, not HR, keeps autograd from building a zero-padded gradient of HR
+        y = self.output(HR)[1:].transpose(0, 1)
+        if lengths is not None:
             mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
             y = y * mask.unsqueeze(-1).to(y.dtype)
-            final = HR[lengths.to(x.device), torch.arange(B, device=x.device)]  # [h; r] after each last step
         access = AccessState(M, u, LinkState(L.unsqueeze(1), p.unsqueeze(1)), wr, ww.unsqueeze(1))
-        read_vectors = final[:, H:].reshape(state.read_vectors.shape)
-        return y, DNCState(LSTMState(final[:, :H], c), access, read_vectors)
+        return y, DNCState(LSTMState(h, c), access, r)
 
 
 @register("dnc")

@@ -94,12 +94,12 @@ def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
 
 
 class DNCSequence(torch.autograd.Function):
-    """``(pre, W_hr, W_ξ, b_ξ, h0, c0, r0, M0, u0, L0, p0, w^r_0, w^w_0) -> (HR, c, M, u, L, p, w^r, w^w)``.
+    """``(pre, W_hr, W_ξ, b_ξ, h0, c0, r0, M0, u0, L0, p0, w^r_0, w^w_0) -> (HR, h, c, r, M, u, L, p, w^r, w^w)``.
 
     Shapes: pre `[T, B, 4H]` (W_ih^(x) x_t + b for all t, time major), W_hr `[4H, H + R·W]` = [W_hh, W_ih^(r)],
     W_ξ `[Z, H]`, b_ξ `[Z]`, h0 `[B, H]`, c0 `[B, H]`, r0 `[B, R, W]`, M0 `[B, N, W]`, u0 `[B, N]`, L0 `[B, N, N]`,
     p0 `[B, N]`, w^r_0 `[B, R, N]`, w^w_0 `[B, N]`. Returns HR `[T + 1, B, H + R·W]` (row t + 1 = [h_t; r_t]) and
-    the final c, M, u, L, p, w^r, w^w (each sequence's state after its last real step, see ``last``).
+    the final h, c, r, M, u, L, p, w^r, w^w (each sequence's state after its last real step, see ``last``).
 
     Non-tensor arguments: ``last`` `[B]` int64 (each sequence's last real step, or None when all run T
     steps), ``dims`` (R, W), ``keep`` (whether to keep what backward needs; False under no_grad).
@@ -147,7 +147,7 @@ class DNCSequence(torch.autograd.Function):
         w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
         ends = _ends(last, pre.device)
         M_t, u, p, ww = M.mT, u.unsqueeze(1), p.unsqueeze(1), ww.unsqueeze(1)  # vectors over slots: (B, 1, N)
-        finals = None if last is None else [x.clone() for x in (c0, M, u, L, p, wr, ww)]
+        finals = None if last is None else [x.clone() for x in (h0, c0, r0, M, u, L, p, wr, ww)]
         c, m_inv = c0, None
         steps = []
         for t in range(T):
@@ -164,10 +164,11 @@ class DNCSequence(torch.autograd.Function):
             c = c_new
             if t in ends:
                 idx = ends[t]
-                for final, y in zip(finals, (c, M, u, L, p, wr, ww), strict=True):  # type: ignore[arg-type]
+                now = (h_out[t + 1], c, r_out[t + 1], M, u, L, p, wr, ww)
+                for final, y in zip(finals, now, strict=True):  # type: ignore[arg-type]
                     final.index_copy_(0, idx, y.index_select(0, idx))
         if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
-            finals = [y.clone() for y in (c, M, u, L, p, wr, ww)]
+            finals = [y.clone() for y in (h_out[T], c, r_out[T], M, u, L, p, wr, ww)]
         lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
         if keep:
             ctx.lease = lease
@@ -176,8 +177,8 @@ class DNCSequence(torch.autograd.Function):
             ctx.dims = dims
             ctx.save_for_backward(HR, w_hr, w_xi)
         ctx.set_materialize_grads(False)
-        c, M, u, L, p, wr, ww = finals
-        return HR, c, M, u.squeeze(1), L, p.squeeze(1), wr, ww.squeeze(1)
+        h, c, r, M, u, L, p, wr, ww = finals
+        return HR, h, c, r, M, u.squeeze(1), L, p.squeeze(1), wr, ww.squeeze(1)
 
     @staticmethod
     @once_differentiable
@@ -187,7 +188,10 @@ class DNCSequence(torch.autograd.Function):
         steps, ends = ctx.steps, ctx.ends
         T, B = len(steps), HR.shape[1]
         H = HR.shape[2] - R * W
-        g_finals = tuple(g if g is None or k not in (2, 4, 6) else g.unsqueeze(1) for k, g in enumerate(g_finals))
+        g_h_final, g_r_final = g_finals[0], g_finals[2]  # these reach the steps through ∂L/∂HR
+        g_finals = tuple(
+            g if g is None or k not in (2, 4, 6) else g.unsqueeze(1) for k, g in enumerate(g_finals[1:2] + g_finals[3:])
+        )
         G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations (returned: not pooled)
         Z = w_xi.shape[0]
         key = (T, B, H, R, W, Z, HR.dtype, HR.device)
@@ -211,9 +215,16 @@ class DNCSequence(torch.autograd.Function):
         owned = [False] * 7
         if not ends:  # no padding: the final state is the state after step T − 1
             carry = list(g_finals)
+            if g_h_final is not None:
+                g_h_views[T].add_(g_h_final)
+            if g_r_final is not None:
+                g_r_views[T].add_(g_r_final)
         for t in range(T - 1, -1, -1):
             if t in ends:
                 idx = ends[t]
+                for view, g_final in ((g_h_views[t + 1], g_h_final), (g_r_views[t + 1], g_r_final)):
+                    if g_final is not None:
+                        view.index_add_(0, idx, g_final.index_select(0, idx))
                 for k, g_final in enumerate(g_finals):
                     if g_final is None:
                         continue
