@@ -139,3 +139,18 @@ def test_workspaces_are_reused_and_never_shared_by_live_graphs():
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(a, c)
     assert len(sequence._FORWARD_POOL.free) <= 2
+    sequence.release_workspaces()
+    assert not sequence._FORWARD_POOL.free and not sequence._BACKWARD_POOL.free
+
+
+def test_big_workspaces_are_not_kept(monkeypatch):
+    from mnemonet.models.dnc import sequence
+
+    sequence.release_workspaces()
+    monkeypatch.setattr(sequence._FORWARD_POOL, "max_bytes", 1)
+    monkeypatch.setattr(sequence._BACKWARD_POOL, "max_bytes", 1)
+    model = build_dnc(input_size=5, output_size=3, hidden_size=8, memory_size=6, word_size=4, num_reads=2).double()
+    y, _ = model(torch.randn(2, 5, 5, dtype=D))
+    y.sum().backward()
+    del y
+    assert not sequence._FORWARD_POOL.free and not sequence._BACKWARD_POOL.free

@@ -21,7 +21,7 @@ Workspaces: the per-step buffers (ξ_t, gates, M_t, L_t, ...) and their views ar
 reused by later calls (:class:`_Pool`): making the views costs about as much as the kernels they save, and
 reused buffers are warm in cache. A forward's workspace stays with its autograd node until the node is
 freed (so ``retain_graph`` and several graphs alive at once are safe); a backward's only while it runs.
-Workspaces over ``_POOL_MAX_BYTES`` are not kept.
+At most two free workspaces of each kind are kept, none over 64 MiB; :func:`release_workspaces` drops them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from torch.autograd.function import once_differentiable
 from mnemonet.models.dnc.fused import access_backward, access_forward, grad_views, step_views
 from mnemonet.models.dnc.fused_lstm import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
 
-_POOL_MAX_BYTES = 256 * 2**20
+_POOL_MAX_BYTES = 64 * 2**20
 
 
 class _Pool:
@@ -81,6 +81,12 @@ class _Lease:
 
 
 _FORWARD_POOL, _BACKWARD_POOL = _Pool(), _Pool()
+
+
+def release_workspaces() -> None:
+    """Drop the free workspaces kept for later calls (their memory goes back to the allocator)."""
+    _FORWARD_POOL.free.clear()
+    _BACKWARD_POOL.free.clear()
 
 
 def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
