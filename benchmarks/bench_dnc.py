@@ -1,8 +1,8 @@
 """DNC training-step speed against the PyPI package ``dnc==1.1.0``, and a scaling table of ours.
 
-Comparison (interleaved in one process, median of ``--repeats``): B = 16, N = 64, W = 32, R = 4, T = 41,
-an LSTM controller of ``--hidden`` units, input = output = 8; one training step = forward, MSE loss,
-backward, gradient-norm clipping at 10, Adam. Target: ours >= 3x faster.
+Comparison (interleaved in one process; the speed-up is the median of ``--repeats`` per-round ratios):
+B = 16, N = 64, W = 32, R = 4, T = 41, an LSTM controller of ``--hidden`` units, input = output = 8; one
+training step = forward, MSE loss, backward, gradient-norm clipping at 10, Adam. Target: ours >= 3x faster.
 
 The reference is never a dependency of mnemonet. Install it beside the benchmark only:
 
@@ -32,6 +32,7 @@ import importlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from common import header, interleaved
+from common import header, interleaved_runs, paired_ratio
 from mnemonet.models.dnc import build_dnc
 
 TARGET = 3.0
@@ -96,11 +97,14 @@ def compare(args: argparse.Namespace) -> None:
         ),
         "ours": train_step(ours, torch.optim.Adam(ours.parameters()), x, target),
     }
-    t = interleaved(fns, repeats=args.repeats)
-    speedup = t["ref"] / t["ours"]
+    runs = interleaved_runs(fns, repeats=args.repeats)
+    t = {name: statistics.median(ts) for name, ts in runs.items()}
+    speedup, q1, q3 = paired_ratio(runs["ref"], runs["ours"])
     verdict = "ok" if speedup >= TARGET else "MISSED"
     print(f"{'dnc==1.1.0 ms':>14} {'ours ms':>8} {'speedup':>8} {'target':>7}")
     print(f"{t['ref'] * 1e3:14.1f} {t['ours'] * 1e3:8.1f} {speedup:7.2f}x {'>= ' + str(TARGET):>7} {verdict}")
+    print(f"(medians of {args.repeats} interleaved rounds; speed-up = median of the per-round ratios, "
+          f"quartiles {q1:.2f}x to {q3:.2f}x)")  # fmt: skip
 
 
 def _status_kib(field: str) -> int | None:

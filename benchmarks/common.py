@@ -13,8 +13,10 @@ from collections.abc import Callable
 import torch
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
-    """Median seconds per call of each function, calling them in turn ``repeats`` times."""
+def interleaved_runs(
+    fns: dict[str, Callable[[], object]], repeats: int = 20, warmup: int = 3
+) -> dict[str, list[float]]:
+    """Seconds of every call of each function, calling them in turn (round i holds each one's i-th call)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -24,7 +26,23 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 20, warmup:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Median seconds per call of each function, calling them in turn ``repeats`` times."""
+    return {name: statistics.median(ts) for name, ts in interleaved_runs(fns, repeats, warmup).items()}
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> tuple[float, float, float]:
+    """Median and quartiles of ``slow[i] / fast[i]`` over rounds: a speed-up from interleaved runs.
+
+    A ratio within each round cancels the machine's slow drifts (other jobs, clock changes), which move
+    both runs of a round alike; the median of the ratios is steadier than the ratio of the medians.
+    """
+    ratios = sorted(a / b for a, b in zip(slow, fast, strict=True))
+    q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return median, q1, q3
 
 
 def forward_backward(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
