@@ -154,3 +154,21 @@ def test_big_workspaces_are_not_kept(monkeypatch):
     y.sum().backward()
     del y
     assert not sequence._FORWARD_POOL.free and not sequence._BACKWARD_POOL.free
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_float32_node_matches_step_loop(monkeypatch, onednn):
+    from mnemonet.models import onednn as onednn_mod
+
+    monkeypatch.setattr(onednn_mod, "USE_ONEDNN", onednn)  # the weight gradients' matmul, both ways
+    torch.manual_seed(3)
+    model = build_dnc(input_size=5, output_size=3, hidden_size=16, memory_size=8, word_size=4, num_reads=2)
+    x = torch.randn(4, 6, 5)
+    y, _ = model(x)
+    y_loop, _, _ = model(x, return_states=True)
+    torch.testing.assert_close(y, y_loop)
+    params = list(model.parameters())
+    grads = torch.autograd.grad((y**2).sum(), params)
+    loop = torch.autograd.grad((y_loop**2).sum(), params)
+    for a, b in zip(grads, loop, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -36,6 +36,7 @@ from torch.autograd.function import once_differentiable
 
 from mnemonet.models.dnc.fused import access_backward, access_forward, grad_views, step_views
 from mnemonet.models.dnc.fused_lstm import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
+from mnemonet.models.onednn import weight_grad
 
 _POOL_MAX_BYTES = 64 * 2**20
 
@@ -252,11 +253,9 @@ class DNCSequence(torch.autograd.Function):
             owned = [True] * 7
         g_init = G_HRs[0] if g_HR is None else G_HRs[0].add_(g_HR[0])
         # rows whose final state is their initial state (no real step) cannot occur: lengths >= 1
-        TB = T * B
-        g_w_hr = torch.mm(G_gates.reshape(TB, -1).t(), HR[:-1].reshape(TB, -1))  # Σ_t g_t^T [h_{t−1}; r_{t−1}]
-        g_xi_all = G_xi.reshape(TB, -1)
-        g_w_xi = torch.mm(g_xi_all.t(), HR[1:, :, :H].reshape(TB, H))  # Σ_t g_ξ_t^T h_t
-        g_b_xi = g_xi_all.sum(0)
+        g_w_hr = weight_grad(G_gates, HR[:-1])  # Σ_t g_t^T [h_{t−1}; r_{t−1}] (oneDNN where it runs)
+        g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
+        g_b_xi = G_xi.sum((0, 1))
         g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].reshape(B, R, W).clone()
         _BACKWARD_POOL.give(key, workspace, ((T + 1) * (H + R * W) + T * Z) * B * HR.element_size())
         g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
