@@ -205,18 +205,17 @@ class DNCSequence(torch.autograd.Function):
 
         def make() -> tuple[Any, ...]:
             G_xi = HR.new_empty(T, B, Z)  # ∂L/∂ξ_t
-            G_HR = HR.new_empty(T + 1, B, H + R * W)  # row t: ∂L/∂HR[t] from step t's controller
+            G_HR = HR.new_empty(T + 1, B, H + R * W)  # row t: ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
             h_part, r_part = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
             return G_xi, G_HR, grad_views(G_xi, R, W), G_HR.unbind(0), h_part, r_part
 
         workspace = _BACKWARD_POOL.take(key, make)
         G_xi, G_HR, G_xis, G_HRs, g_h_views, g_r_views = workspace
-        if g_HR is None:
-            G_HR[T].zero_()
+        if g_HR is None:  # row t: ∂L/∂HR[t] from the outputs; step t's controller adds its part below
+            G_HR.zero_()
         else:
-            G_HR[T].copy_(g_HR[T])
+            G_HR.copy_(g_HR)
         gate_grads = gate_grad_views(G_gates)
-        g_HRs = None if g_HR is None else g_HR.unbind(0)
         # carried gradients of the state after step t: c, M, u, L, p, w^r, w^w (None = zero)
         carry: list[Tensor | None] = [None] * 7
         owned = [False] * 7
@@ -240,18 +239,16 @@ class DNCSequence(torch.autograd.Function):
                         owned[k] = True
                     carry[k].index_add_(0, idx, g_final.index_select(0, idx))
             c_prev, lstm_saved, saved = steps[t]
-            if g_HRs is not None and t + 1 < T:  # ∂L/∂[h_t; r_t]: from step t + 1's controller and the outputs
-                G_HRs[t + 1].add_(g_HRs[t + 1])
             g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
             g_M, g_u, g_L, g_p, g_wr, g_ww = access_backward(
                 saved, g_r_views[t + 1], g_M, g_u, g_L, g_p, g_wr, g_ww, G_xis[t], owned[1], owned[3]
             )
             g_h = torch.addmm(g_h_views[t + 1], G_xis[t].whole, w_xi)  # h_t feeds ξ_t and HR
             g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, gate_grads[t])
-            torch.mm(g_gates, w_hr, out=G_HRs[t])
+            G_HRs[t].addmm_(g_gates, w_hr)  # ∂L/∂[h_{t−1}; r_{t−1}] through step t's controller
             carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
             owned = [True] * 7
-        g_init = G_HRs[0] if g_HR is None else G_HRs[0].add_(g_HR[0])
+        g_init = G_HRs[0]
         # rows whose final state is their initial state (no real step) cannot occur: lengths >= 1
         g_w_hr = weight_grad(G_gates, HR[:-1])  # Σ_t g_t^T [h_{t−1}; r_{t−1}] (oneDNN where it runs)
         g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
