@@ -7,6 +7,12 @@ its vector-Jacobian product in about a hundred, with one autograd node per step,
 temporaries besides the link matrices themselves. It covers the paper's configuration (one write head,
 dense link, no Csordás & Schmidhuber options); the model falls back to the composed step otherwise.
 
+:func:`access_forward` writes every result with ``out=`` into buffers it is handed as :class:`StepViews`
+(made by :func:`step_views` for one step, or for all steps of a sequence by ``sequence.DNCSequence``,
+which keeps them for later calls), and :func:`access_backward` writes ∂L/∂ξ_t into :class:`GradViews`.
+Making a view or allocating a small tensor costs about as much as a small kernel, so the step functions
+do neither where they can.
+
 The forward pass follows the equations of ``addressing`` in the paper's order; the backward pass applies
 the chain rule to them in reverse (each block below names what it differentiates). Tests check values
 against ``access_step`` and gradients with ``torch.autograd.gradcheck`` in float64. Double backward is not
@@ -18,13 +24,13 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mnemonet.models.dnc.addressing import EPSILON
 
 _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
-_SOFTPLUS = torch._C._nn.softplus
 _CONSTANTS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
 
 
@@ -242,7 +248,7 @@ def access_forward(
 
     # keys scaled once: q = β k / sqrt(|k|² + ε), β = oneplus(β̂), so content scores are q·M[i] / sqrt(|M[i]|² + ε)
     k_inv = inverse_norms(x.keys, eps, out=x.k_inv)  # (B, R+1, 1)
-    scale = _SOFTPLUS(x.plus_col, 1, 20, out=x.scale).add_(one).mul_(k_inv)  # β k_inv: β^r then β^w
+    scale = F.softplus(x.plus_col, 1, 20, out=x.scale).add_(one).mul_(k_inv)  # β k_inv: β^r then β^w
     torch.mul(x.keys, scale, out=x.q)  # q^r | q^w, read through x's views
 
     # ψ_t = Π_i (1 − f^i w^{r,i}_{t−1}); u_t = (u + w^w − u ⊙ w^w) ⊙ ψ_t

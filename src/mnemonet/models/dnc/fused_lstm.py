@@ -7,6 +7,10 @@ fused sequence kernels cannot run it. :class:`DNCCell` therefore runs the step l
 hand-written backward. The equations are torch's (gate order i, f, g, o):
 
     c_t = σ(a_f) ⊙ c_{t−1} + σ(a_i) ⊙ tanh(a_g),    h_t = σ(a_o) ⊙ tanh(c_t).
+
+tanh(a_g) is computed as 2 σ(2 a_g) − 1 (the same function) inside the one sigmoid kernel of all four gates:
+torch's CPU tanh costs several sigmoids. ``sequence.DNCSequence`` uses the same cell functions for whole
+sequences, with per-step buffers (:class:`GateViews`).
 """
 
 from __future__ import annotations
