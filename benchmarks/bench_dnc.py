@@ -3,11 +3,12 @@
 Comparison (interleaved in one process; the speed-up is the median of ``--repeats`` per-round ratios):
 B = 16, N = 64, W = 32, R = 4, T = 41, an LSTM controller of ``--hidden`` units, input = output = 8; one
 training step = forward, MSE loss, backward, gradient-norm clipping at 10, Adam. Target: ours >= 3x faster.
+Both run at each of ``--threads`` (default: 1 and mnemonet's default thread count, ``DEFAULT_THREADS``).
 
 The reference is never a dependency of mnemonet. Install it beside the benchmark only:
 
     pip install --no-deps --target /tmp/dnc_pkg dnc==1.1.0
-    python benchmarks/bench_dnc.py [--dnc-path /tmp/dnc_pkg] [--threads 1] [--repeats 20] [--hidden 128]
+    python benchmarks/bench_dnc.py [--dnc-path /tmp/dnc_pkg] [--threads 1,2] [--repeats 20] [--hidden 128]
     python benchmarks/bench_dnc.py --scaling          # also the N = 64 ... 4096 dense / ... 16384 sparse table
 
 Configuring ``dnc.DNC`` like ours (read from its source): ``rnn_type="lstm", num_layers=1,
@@ -42,6 +43,7 @@ import torch
 
 from common import header, interleaved_runs, paired_ratio
 from mnemonet.models.dnc import build_dnc
+from mnemonet.training.device import DEFAULT_THREADS
 
 TARGET = 3.0
 B, N, W, R, T, IO = 16, 64, 32, 4, 41, 8
@@ -73,7 +75,7 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
 
 def compare(args: argparse.Namespace) -> None:
     ref_cls = load_reference(args.dnc_path)
-    print(header("DNC training step vs dnc==1.1.0 (PyPI)"))
+    print(header("DNC training step vs dnc==1.1.0 (PyPI)", "per row"))
     print(f"B={B} N={N} W={W} R={R} T={T} hidden={args.hidden} input=output={IO} repeats={args.repeats}")
     if ref_cls is None:
         print(
@@ -97,14 +99,19 @@ def compare(args: argparse.Namespace) -> None:
         ),
         "ours": train_step(ours, torch.optim.Adam(ours.parameters()), x, target),
     }
-    runs = interleaved_runs(fns, repeats=args.repeats)
-    t = {name: statistics.median(ts) for name, ts in runs.items()}
-    speedup, q1, q3 = paired_ratio(runs["ref"], runs["ours"])
-    verdict = "ok" if speedup >= TARGET else "MISSED"
-    print(f"{'dnc==1.1.0 ms':>14} {'ours ms':>8} {'speedup':>8} {'target':>7}")
-    print(f"{t['ref'] * 1e3:14.1f} {t['ours'] * 1e3:8.1f} {speedup:7.2f}x {'>= ' + str(TARGET):>7} {verdict}")
-    print(f"(medians of {args.repeats} interleaved rounds; speed-up = median of the per-round ratios, "
-          f"quartiles {q1:.2f}x to {q3:.2f}x)")  # fmt: skip
+    print(f"{'threads':>7} {'dnc==1.1.0 ms':>14} {'ours ms':>8} {'speedup':>8} {'quartiles':>11} {'target':>7}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        runs = interleaved_runs(fns, repeats=args.repeats)
+        t = {name: statistics.median(ts) for name, ts in runs.items()}
+        speedup, q1, q3 = paired_ratio(runs["ref"], runs["ours"])
+        verdict = "ok" if speedup >= TARGET else "MISSED"
+        note = "  <- mnemonet's default thread count here" if threads == DEFAULT_THREADS else ""
+        print(
+            f"{threads:7d} {t['ref'] * 1e3:14.1f} {t['ours'] * 1e3:8.1f} {speedup:7.2f}x {q1:5.2f}-{q3:4.2f}x "
+            f"{'>= ' + str(TARGET):>7} {verdict}{note}"
+        )
+    print(f"(each row: medians of {args.repeats} interleaved rounds; speed-up = median of the per-round ratios)")
 
 
 def _status_kib(field: str) -> int | None:
@@ -149,7 +156,7 @@ def one_config(n: int, b: int, steps: int, sparse: int | None, repeats: int) -> 
 
 def scaling(args: argparse.Namespace) -> None:
     print()
-    print(header("DNC scaling: one training step (ours)"))
+    print(header("DNC scaling: one training step (ours)", str(args.scaling_threads)))
     print(f"W={W} R={R} hidden=64 T={args.scaling_steps} steps-timed={args.scaling_repeats} (median); sparse K=8")
     print(f"{'N':>6} {'B':>3} {'link':>10} {'ms/step':>9} {'ms/(B·T)':>9} {'peak MiB':>9}")
     dense = [n for n in (64, 128, 256, 512, 1024, 2048, 4096) if n <= args.max_dense]
@@ -160,7 +167,7 @@ def scaling(args: argparse.Namespace) -> None:
             cmd = [
                 sys.executable, __file__, "--one", json.dumps(
                     {"n": n, "b": b, "steps": args.scaling_steps, "sparse": 8 if kind != "dense" else None,
-                     "repeats": args.scaling_repeats, "threads": args.threads}
+                     "repeats": args.scaling_repeats, "threads": args.scaling_threads}
                 ),
             ]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), check=False)
@@ -172,20 +179,33 @@ def scaling(args: argparse.Namespace) -> None:
             print(f"{n:6d} {b:3d} {kind:>10} {r['ms']:9.1f} {per:9.3f} {r['peak_mib']:9.1f}", flush=True)
 
 
+def _int_list(text: str) -> list[int]:
+    """``"1,2"`` -> ``[1, 2]`` (for ``--threads``)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected thread counts >= 1, got {text!r}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=_int_list, default=sorted({1, DEFAULT_THREADS}), help="comma-separated thread counts"
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--dnc-path", default=os.environ.get("DNC_PKG_PATH", "/tmp/dnc_pkg"))
     parser.add_argument("--scaling", action="store_true", help="also print the scaling table")
     parser.add_argument("--scaling-steps", type=int, default=16, help="T for the scaling table")
     parser.add_argument("--scaling-repeats", type=int, default=3)
+    parser.add_argument("--scaling-threads", type=int, default=1)
     parser.add_argument("--max-dense", type=int, default=4096)
     parser.add_argument("--max-sparse", type=int, default=16384)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     if args.one:
         cfg = json.loads(args.one)
         torch.set_num_threads(cfg["threads"])

@@ -56,6 +56,6 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], No
     return run
 
 
-def header(title: str) -> str:
-    """A line with the title, torch version and intra-op thread count."""
-    return f"# {title} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+def header(title: str, threads: str | None = None) -> str:
+    """A line with the title, torch version and intra-op thread count (or ``threads`` as given)."""
+    return f"# {title} | torch {torch.__version__} | threads {threads or torch.get_num_threads()}"
