@@ -84,6 +84,12 @@ class _Lease:
 _FORWARD_POOL, _BACKWARD_POOL = _Pool(), _Pool()
 
 
+def _nbytes(*tensors: Tensor | None) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (views of a few buffers count each buffer once)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
+    return sum(storages.values())
+
+
 def release_workspaces() -> None:
     """Drop the free workspaces kept for later calls (their memory goes back to the allocator)."""
     _FORWARD_POOL.free.clear()
@@ -144,11 +150,11 @@ class DNCSequence(torch.autograd.Function):
 
         def make() -> tuple[Any, ...]:
             XI = pre.new_empty(n_buf, B, Z)
-            return XI.unbind(0), step_views(XI, N, R, W), gate_views(pre.new_empty(n_buf, B, 4 * H))
+            views, gates = step_views(XI, N, R, W), gate_views(pre.new_empty(n_buf, B, 4 * H))
+            return XI.unbind(0), views, gates, _nbytes(*views[0], *gates[0])
 
         workspace = _FORWARD_POOL.take(key, make)
-        xis, views, gates = workspace
-        nbytes = n_buf * B * (Z + (W + R + 2) + (R + 1) * W + N * W + N * N + 8 * H) * pre.element_size()
+        xis, views, gates, nbytes = workspace
         pres, HRs = pre.unbind(0), HR.unbind(0)
         h_out, r_out = HR[:, :, :H].unbind(0), HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
         w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
@@ -207,10 +213,10 @@ class DNCSequence(torch.autograd.Function):
             G_xi = HR.new_empty(T, B, Z)  # ∂L/∂ξ_t
             G_HR = HR.new_empty(T + 1, B, H + R * W)  # row t: ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
             h_part, r_part = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
-            return G_xi, G_HR, grad_views(G_xi, R, W), G_HR.unbind(0), h_part, r_part
+            return G_xi, G_HR, grad_views(G_xi, R, W), G_HR.unbind(0), h_part, r_part, _nbytes(G_xi, G_HR)
 
         workspace = _BACKWARD_POOL.take(key, make)
-        G_xi, G_HR, G_xis, G_HRs, g_h_views, g_r_views = workspace
+        G_xi, G_HR, G_xis, G_HRs, g_h_views, g_r_views, nbytes = workspace
         if g_HR is None:  # row t: ∂L/∂HR[t] from the outputs; step t's controller adds its part below
             G_HR.zero_()
         else:
@@ -254,7 +260,7 @@ class DNCSequence(torch.autograd.Function):
         g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
         g_b_xi = G_xi.sum((0, 1))
         g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].reshape(B, R, W).clone()
-        _BACKWARD_POOL.give(key, workspace, ((T + 1) * (H + R * W) + T * Z) * B * HR.element_size())
+        _BACKWARD_POOL.give(key, workspace, nbytes)
         g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
         return (
             G_gates, g_w_hr, g_w_xi, g_b_xi, g_h0, g_c, g_r0,
