@@ -40,6 +40,14 @@ def run_arm(preset: str, arm: str, seed: int, root: Path, overrides: Sequence[st
     return record
 
 
+def report_paths(name: str, quick: bool) -> tuple[Path, Path, Path]:
+    """(run root, report, figure folder) of experiment ``name``: under ``runs/experiments`` and ``docs/results``,
+    or all under ``runs/experiments/<name>-quick`` for a ``--quick`` smoke run."""
+    root = Path(f"runs/experiments/{name}-quick" if quick else f"runs/experiments/{name}")
+    doc = root / f"{name}.md" if quick else Path(f"docs/results/{name}.md")
+    return root, doc, doc.parent / name
+
+
 def cached(path: Path, key: object, compute: Callable[[], object]) -> object:
     """``compute()`` cached in ``path`` as JSON, recomputed when the settings ``key`` changed."""
     if path.is_file():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from common import cached, markdown_table, mean_std, num_params, plot_curves, run_arm
+from common import cached, markdown_table, mean_std, num_params, plot_curves, report_paths, run_arm
 from mnemonet.training import evaluate_run, load_config, load_run
 from mnemonet.training.checkpoint import atomic_write_text
 
@@ -443,9 +443,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run under runs/experiments/dnc-quick")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    root = Path("runs/experiments/dnc-quick" if args.quick else "runs/experiments/dnc")
-    doc = root / "dnc.md" if args.quick else Path("docs/results/dnc.md")
-    fig_dir = doc.parent / "dnc"
+    root, doc, fig_dir = report_paths("dnc", args.quick)
     overrides = QUICK if args.quick else []
     batches, batch_size = (1, 16) if args.quick else (EVAL_BATCHES, EVAL_BATCH_SIZE)
     ar_cfg = [load_config(p) for p in AR.values()]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from common import cached, fmt, markdown_table, mean_std, num_params, plot_curves, run_arm
+from common import cached, fmt, markdown_table, mean_std, num_params, plot_curves, report_paths, run_arm
 from mnemonet.training import evaluate_run, load_config, load_run
 from mnemonet.training.checkpoint import atomic_write_text
 
@@ -320,9 +320,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (runs/.../rims-quick)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    root = Path("runs/experiments/rims-quick" if args.quick else "runs/experiments/rims")
-    doc = root / "rims.md" if args.quick else Path("docs/results/rims.md")
-    fig_dir = doc.parent / "rims"
+    root, doc, fig_dir = report_paths("rims", args.quick)
     overrides = QUICK if args.quick else []
     batches, batch_size = (1, 16) if args.quick else (EVAL_BATCHES, EVAL_BATCH_SIZE)
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
