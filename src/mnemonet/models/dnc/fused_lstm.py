@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mnemonet.models.cells import LSTMCell
-from mnemonet.models.dnc.fused import _const
+from mnemonet.models.dnc.fused import _const, _per_step
 
 _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
 _TANH_BACKWARD = torch.ops.aten.tanh_backward
@@ -59,17 +59,12 @@ def gate_views(gates: Tensor) -> list[GateViews]:
     sig = torch.empty_like(gates)
     results = [gates.new_empty(*gates.shape[:-1], gates.shape[-1] // 4) for _ in range(3)]
     parts = (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1), *results)
-    if gates.dim() == 2:
-        return [GateViews(*parts)]
-    return [GateViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
+    return _per_step(GateViews, parts, gates.dim() == 3)
 
 
 def gate_grad_views(grads: Tensor) -> list[GateGradViews]:
     """Views of a gradient buffer `[T, B, 4H]` (or `[B, 4H]` for one step) by gate."""
-    parts = (grads, *grads.chunk(4, -1))
-    if grads.dim() == 2:
-        return [GateGradViews(*parts)]
-    return [GateGradViews(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]
+    return _per_step(GateGradViews, (grads, *grads.chunk(4, -1)), grads.dim() == 3)
 
 
 def lstm_cell_forward(v: GateViews, c: Tensor, h_out: Tensor | None = None) -> tuple[Tensor, Tensor, tuple]:
@@ -81,7 +76,8 @@ def lstm_cell_forward(v: GateViews, c: Tensor, h_out: Tensor | None = None) -> t
         h_out: optional `[B, H]` (any strides) to write h_t into.
 
     Returns:
-        (h_t `[B, H]`, c_t `[B, H]`, (v, tanh(a_g), tanh(c_t)) for :func:`lstm_cell_backward`).
+        (h_t `[B, H]`, c_t `[B, H]`, (σ(a_t), σ(a_i), σ(a_f), σ(a_o), tanh(a_g), tanh(c_t)) for
+        :func:`lstm_cell_backward`).
     """
     # tanh(a) = 2 σ(2a) − 1: one sigmoid kernel for all four blocks (torch's tanh costs several sigmoids here)
     two = _const(2.0, c)
@@ -91,7 +87,7 @@ def lstm_cell_forward(v: GateViews, c: Tensor, h_out: Tensor | None = None) -> t
     c_new = torch.addcmul(v.f * c, v.i, g, out=v.c)  # c_t = f ⊙ c_{t−1} + i ⊙ g
     tc = torch.tanh(c_new, out=v.tc)
     h_new = torch.mul(v.o, tc) if h_out is None else torch.mul(v.o, tc, out=h_out)  # h_t = o ⊙ tanh(c_t)
-    return h_new, c_new, (v, g, tc)
+    return h_new, c_new, (v.sig, v.i, v.f, v.o, g, tc)
 
 
 def lstm_cell_backward(
@@ -105,18 +101,18 @@ def lstm_cell_backward(
         g_h, g_c: gradients of h_t and c_t (None for zero).
         out: where to write ∂L/∂a_t (returned as ``out.whole``).
     """
-    v, g, tc = saved
+    sig, i, f, o, g, tc = saved
     if g_h is None:
         g_h = torch.zeros_like(tc)
-    g_ct = _TANH_BACKWARD(g_h * v.o, tc)  # through h = o tanh(c_t)
+    g_ct = _TANH_BACKWARD(g_h * o, tc)  # through h = o tanh(c_t)
     if g_c is not None:
         g_ct = g_ct.add_(g_c)
     torch.mul(g_ct, g, out=out.i)  # d/di
     torch.mul(g_ct, c, out=out.f)  # d/df
     torch.mul(g_h, tc, out=out.o)  # d/do
-    _SIGMOID_BACKWARD(out.whole, v.sig, grad_input=out.whole)  # σ' = σ (1 − σ); the g block is overwritten next
-    _TANH_BACKWARD_INTO(g_ct * v.i, g, grad_input=out.g)  # d/dg, tanh' = 1 − tanh²
-    return out.whole, g_ct * v.f
+    _SIGMOID_BACKWARD(out.whole, sig, grad_input=out.whole)  # σ' = σ (1 − σ); the g block is overwritten next
+    _TANH_BACKWARD_INTO(g_ct * i, g, grad_input=out.g)  # d/dg, tanh' = 1 − tanh²
+    return out.whole, g_ct * f
 
 
 class LSTMStep(torch.autograd.Function):
@@ -133,7 +129,7 @@ class LSTMStep(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         hr = torch.cat([h, r.reshape(r.shape[0], -1)], 1)  # [h_{t−1}; r_{t−1}], (B, H + R·W)
         v = gate_views(torch.addmm(pre, hr, weight.t()))[0]
-        h_new, c_new, (_, g, tc) = lstm_cell_forward(v, c)
+        h_new, c_new, (*_, g, tc) = lstm_cell_forward(v, c)
         ctx.save_for_backward(v.sig, g, tc, c, hr, weight)
         ctx.record = record
         ctx.r_shape = r.shape
@@ -144,10 +140,9 @@ class LSTMStep(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, g_h: Tensor | None, g_c: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         sig, g, tc, c, hr, weight = ctx.saved_tensors
-        i, f, sig_g, o = sig.chunk(4, 1)
+        i, f, _, o = sig.chunk(4, 1)
         out = gate_grad_views(torch.empty_like(sig))[0]
-        v = GateViews(sig, sig_g, sig, i, f, sig_g, o, g, c, tc)  # only sig's blocks are read
-        g_gates, g_c_prev = lstm_cell_backward((v, g, tc), c, g_h, g_c, out)
+        g_gates, g_c_prev = lstm_cell_backward((sig, i, f, o, g, tc), c, g_h, g_c, out)
         g_hr = torch.mm(g_gates, weight)  # (B, H + R·W)
         ctx.record.inputs.append(hr)
         ctx.record.grads.append(g_gates)
