@@ -201,10 +201,12 @@ class DNCSequence(torch.autograd.Function):
         steps, ends = ctx.steps, ctx.ends
         T, B = len(steps), HR.shape[1]
         H = HR.shape[2] - R * W
-        g_h_final, g_r_final = g_finals[0], g_finals[2]  # these reach the steps through ∂L/∂HR
-        g_finals = tuple(
-            g if g is None or k not in (2, 4, 6) else g.unsqueeze(1) for k, g in enumerate(g_finals[1:2] + g_finals[3:])
-        )
+        g_h_final, g_c, g_r_final, g_M, g_u, g_L, g_p, g_wr, g_ww = g_finals  # h and r reach the steps through HR
+
+        def row(g: Tensor | None) -> Tensor | None:  # u, p and w^w are (B, 1, N) rows inside
+            return None if g is None else g.unsqueeze(1)
+
+        g_finals = (g_c, g_M, row(g_u), g_L, row(g_p), g_wr, row(g_ww))
         G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations (returned: not pooled)
         Z = w_xi.shape[0]
         key = (T, B, H, R, W, Z, HR.dtype, HR.device)
