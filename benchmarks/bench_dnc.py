@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from common import header, interleaved_runs, paired_ratio
+from mnemonet._checks import parse_positive_ints
 from mnemonet.models.dnc import build_dnc
 from mnemonet.training.device import DEFAULT_THREADS
 
@@ -179,21 +180,18 @@ def scaling(args: argparse.Namespace) -> None:
             print(f"{n:6d} {b:3d} {kind:>10} {r['ms']:9.1f} {per:9.3f} {r['peak_mib']:9.1f}", flush=True)
 
 
-def _int_list(text: str) -> list[int]:
-    """``"1,2"`` -> ``[1, 2]`` (for ``--threads``)."""
+def _thread_counts(text: str) -> list[int]:
+    """``"1,2"`` -> ``[1, 2]`` for ``--threads`` (argparse reports the error)."""
     try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected thread counts >= 1, got {text!r}")
-    return values
+        return parse_positive_ints(text, "--threads")
+    except ValueError as err:  # argparse names the option itself
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--threads: ")) from None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--threads", type=_int_list, default=sorted({1, DEFAULT_THREADS}), help="comma-separated thread counts"
+        "--threads", type=_thread_counts, default=sorted({1, DEFAULT_THREADS}), help="comma-separated thread counts"
     )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--hidden", type=int, default=128)

@@ -77,3 +77,15 @@ def check_positive(value: object, name: str, allow_zero: bool = False) -> None:
     ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         raise ValueError(f"{name}: expected an integer {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def parse_positive_ints(text: str, name: str, example: str = "1,2") -> list[int]:
+    """``"5, 10,5"`` -> ``[5, 10]`` (sorted, without repeats); raises a ValueError naming ``name`` on anything else."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ValueError(f"{name}: expected comma-separated integers >= 1 such as {example}, got {text!r}")
+    return sorted(set(values))

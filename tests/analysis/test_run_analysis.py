@@ -297,3 +297,12 @@ def test_init_from_errors(tmp_path, recall_run):
     bigger = build_run(load_config(RECALL, ["model.hidden_size=9"])).model
     with pytest.raises(CheckpointError, match="has shape"):
         init_from_run(bigger, recall_run)
+
+
+def test_parse_positive_ints_is_shared_and_names_its_argument():
+    from mnemonet._checks import parse_positive_ints
+
+    assert parse_positive_ints("2,1,2", "--threads") == [1, 2]
+    for bad in ["", "0", "1,-2", "two"]:
+        with pytest.raises(ValueError, match="--threads: expected comma-separated integers >= 1 such as 1,2"):
+            parse_positive_ints(bad, "--threads")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mnemonet._checks import check_positive
+from mnemonet._checks import check_positive, parse_positive_ints
 from mnemonet.analysis import plots
 from mnemonet.analysis.pca import PCA
 from mnemonet.analysis.regularizers import answer_offset
@@ -56,14 +56,7 @@ def default_delays(trained_max: int, shortest: int = 1) -> list[int]:
 
 def parse_delays(text: str) -> list[int]:
     """``"5,10,20"`` -> ``[5, 10, 20]``; raises a ValueError naming ``--delays`` on anything else."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        delays = [int(p) for p in parts]
-    except ValueError:
-        delays = []
-    if not delays or any(d < 1 for d in delays):
-        raise ValueError(f"--delays: expected comma-separated integers >= 1 such as 5,10,20, got {text!r}")
-    return sorted(set(delays))
+    return parse_positive_ints(text, "--delays", "5,10,20")
 
 
 def pick_class_delay(curve: Mapping[int, float], trained_max: int, chance: float) -> int:
