@@ -30,7 +30,7 @@ from mnemonet.models.base import Cell
 from mnemonet.models.bn_lstm_loop import bn_lstm_loop
 from mnemonet.models.cells import LSTMState
 from mnemonet.models.onednn import linear
-from mnemonet.models.recurrent import Bidirectional, Recurrent, Stacked
+from mnemonet.models.recurrent import Bidirectional, Recurrent, Stacked, padding_mask
 from mnemonet.models.registry import register
 from mnemonet.models.seq_norm import NORMALIZATIONS, StepBatchNorm
 
@@ -198,9 +198,7 @@ class BNLSTMCell(Cell):
             y `[B, T, H]` and the state at each sequence's last real step.
         """
         T = x.shape[1]
-        mask = None
-        if lengths is not None:
-            mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+        mask = padding_mask(lengths, T, x.device)  # (B, T)
         wx = linear(x, self.weight_ih)  # W_x x for all steps, one matmul: (B, T, 4H)
         if self.variant == "summed":
             ix, norm_1, shift_1 = wx, self.bn_gates, self.bias

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from mnemonet._checks import check_positive, check_tensor
 from mnemonet.models import state as st
 from mnemonet.models.base import Cell
-from mnemonet.models.recurrent import Recurrent
+from mnemonet.models.recurrent import Recurrent, padding_mask
 from mnemonet.models.registry import register
 from mnemonet.models.rims import RIMsCell
 
@@ -211,9 +211,7 @@ class BRIMsCell(Cell):
         T = x.shape[1]
         keys, values = self.layers[0].project_inputs(x)  # (B, T, H, d)
         keys, values = keys.unbind(1), values.unbind(1)  # T x (B, H, d)
-        mask = None
-        if lengths is not None:
-            mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+        mask = padding_mask(lengths, T, x.device)  # (B, T)
         ys = []
         for t in range(T):
             y_t, new, active = self._step(keys[t], values[t], state)

@@ -20,6 +20,24 @@ State = Any
 _TORCH_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 
 
+def padding_mask(lengths: Tensor | None, steps: int, device: torch.device | None = None) -> Tensor | None:
+    """`[B, T]` booleans, True at each sequence's real steps (t < length); None when ``lengths`` is None.
+
+    Args:
+        lengths: `[B]` lengths, or None for full-length sequences.
+        steps: T.
+        device: where the mask goes (default: ``lengths``' device).
+
+    Example:
+        >>> padding_mask(torch.tensor([3, 1]), 4).int().tolist()
+        [[1, 1, 1, 0], [1, 0, 0, 0]]
+    """
+    if lengths is None:
+        return None
+    mask = torch.arange(steps, device=lengths.device)[None] < lengths[:, None]
+    return mask if device is None else mask.to(device)
+
+
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Reverse each sequence in time within its own length; padding stays at the end.
 
@@ -104,9 +122,7 @@ class Recurrent(RecurrentModel):
 
     def _loop(self, x, state, lengths, return_states):
         T = x.shape[1]
-        mask = None
-        if lengths is not None:
-            mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+        mask = padding_mask(lengths, T, x.device)  # (B, T)
         ys, states = [], []
         for t in range(T):
             m = None if mask is None else mask[:, t]

@@ -32,7 +32,7 @@ from mnemonet._checks import check_choice, check_positive, check_tensor
 from mnemonet.models import state as st
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.grouped import GroupedGRUCell, GroupedLinear, GroupedLSTMCell
-from mnemonet.models.recurrent import Recurrent, reverse_padded
+from mnemonet.models.recurrent import Recurrent, padding_mask, reverse_padded
 from mnemonet.models.registry import register
 
 DYNAMICS = ("lstm", "gru")
@@ -382,9 +382,7 @@ class RIMsCell(Cell):
         # one tensor per step (unbind, not keys[:, t]: slicing would make backward fill a [B, T, ...] zero
         # tensor at every step)
         keys, values = keys.unsqueeze(2).unbind(1), values.unsqueeze(2).unbind(1)  # T x (B, 1, H, d): M = 1
-        mask = None
-        if lengths is not None:
-            mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+        mask = padding_mask(lengths, T, x.device)  # (B, T)
         ys = []
         for t in range(T):
             out, new = self.step_projected(keys[t], values[t], state)

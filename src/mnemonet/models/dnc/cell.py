@@ -23,7 +23,7 @@ from mnemonet.models.dnc.access import AccessInfo, AccessState, LinkState, Memor
 from mnemonet.models.dnc.deferred import TimeShared
 from mnemonet.models.dnc.fused_lstm import LSTMStep, lstm_weights
 from mnemonet.models.dnc.sequence import DNCSequence
-from mnemonet.models.recurrent import Recurrent
+from mnemonet.models.recurrent import Recurrent, padding_mask
 from mnemonet.models.registry import register
 
 State = Any
@@ -174,7 +174,7 @@ class DNCCell(Cell):
         if type(self.controller) is LSTMCell and self.access.uses_fused_step:
             return self._whole_sequence(x, state, lengths)
         B, T = x.shape[0], x.shape[1]
-        mask = None if lengths is None else (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+        mask = padding_mask(lengths, T, x.device)  # (B, T)
         ctrl = self.controller
         fast = type(ctrl) is LSTMCell
         projection = TimeShared(self.access.interface.weight)  # ξ_t = W_ξ h_t + b, dW_ξ once per sequence
@@ -228,8 +228,8 @@ class DNCCell(Cell):
         # W_y [h_t; r_t] for all rows of HR, then drop row 0 (the initial state): (B, T, O); slicing the small
         # result, not HR, keeps autograd from building a zero-padded gradient of HR
         y = self.output(HR)[1:].transpose(0, 1)
-        if lengths is not None:
-            mask = (torch.arange(T)[None] < lengths[:, None]).to(x.device)  # (B, T)
+        mask = padding_mask(lengths, T, x.device)  # (B, T)
+        if mask is not None:
             y = y * mask.unsqueeze(-1).to(y.dtype)
         access = AccessState(M, u, LinkState(L.unsqueeze(1), p.unsqueeze(1)), wr, ww.unsqueeze(1))
         return y, DNCState(LSTMState(h, c), access, r)

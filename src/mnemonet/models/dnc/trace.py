@@ -14,7 +14,7 @@ from torch import Tensor
 
 from mnemonet.models.dnc.access import AccessInfo
 from mnemonet.models.dnc.cell import DNCCell
-from mnemonet.models.recurrent import Recurrent
+from mnemonet.models.recurrent import Recurrent, padding_mask
 
 
 class Trace(NamedTuple):
@@ -48,9 +48,8 @@ def stack_trace(steps: list[AccessInfo], lengths: Tensor | None = None) -> Trace
     fields = []
     for i in range(len(AccessInfo._fields)):
         field = torch.stack([step[i].detach() for step in steps], dim=1)  # (B, T, ...)
-        if lengths is not None:
-            T = field.shape[1]
-            keep = torch.arange(T)[None] < lengths[:, None]  # (B, T)
+        keep = padding_mask(lengths, field.shape[1])  # (B, T)
+        if keep is not None:
             field = field * keep.reshape(*keep.shape, *([1] * (field.dim() - 2))).to(field)
         fields.append(field)
     return Trace(*fields)
