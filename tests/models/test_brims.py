@@ -25,6 +25,7 @@ def small_brims(**kw) -> BRIMsCell:
         comm_heads=2,
         comm_key_size=3,
         comm_value_size=2,
+        dropout=0.0,
     )
     args.update(kw)
     return BRIMsCell(**args)
@@ -35,7 +36,7 @@ def reference_brims_step(cell: BRIMsCell, x, state):
     """Layers bottom to top; layer l reads [bottom-up at t, top-down = layer l+1 at t-1] (loop reference)."""
     below, new = x, []
     for i, layer in enumerate(cell.layers):
-        sources = [(below @ layer.input_key.weight.T, below @ layer.input_value.weight.T)]
+        sources = [(layer.input_key(below), layer.input_value(below))]
         if i < cell.num_layers - 1:
             above = state[i + 1].h.flatten(1)  # layer i+1 at t-1
             sources.append((above @ cell.top_down_key[i].weight.T, above @ cell.top_down_value[i].weight.T))
@@ -61,8 +62,8 @@ def test_step_matches_layered_loop_reference(kw):
 
 def test_one_layer_equals_rims():
     torch.manual_seed(0)
-    one = brims(5, 4, 3, 2, num_layers=1, input_dropout=0.2)
-    ref = rims(5, 4, 3, 2, input_dropout=0.2)
+    one = brims(5, 4, 3, 2, num_layers=1, input_dropout=0.2, input_heads=2, comm_key_size=8)
+    ref = rims(5, 4, 3, 2, input_dropout=0.2, input_heads=2, comm_key_size=8)
     one.cell.layers[0].load_state_dict(ref.cell.state_dict())
     assert len(one.cell.top_down_key) == 0
     x = torch.randn(2, 6, 5)
@@ -126,7 +127,7 @@ def test_shapes_trace_and_output_layer():
 
 def test_sequence_fast_path_equals_step_loop():
     torch.manual_seed(0)
-    model = brims(5, 4, 3, 2, num_layers=3, dynamics="gru")
+    model = brims(5, 4, 3, 2, num_layers=3, dynamics="gru", dropout=0.0)
     x, lengths = torch.randn(3, 6, 5), torch.tensor([6, 1, 4])
     y_fast, s_fast = model(x, lengths=lengths)
     y_loop, s_loop, _ = model(x, lengths=lengths, return_states=True)

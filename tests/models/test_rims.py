@@ -27,6 +27,7 @@ def small_cell(**kw) -> RIMsCell:
         comm_heads=2,
         comm_key_size=3,
         comm_value_size=2,
+        dropout=0.0,
     )
     args.update(kw)
     return RIMsCell(**args)
@@ -49,7 +50,7 @@ def reference_step(cell: RIMsCell, x, h, c=None, sources=None):
     dk, dv = cell.input_key_size, cell.input_value_size
     Hc, dck, dcv = cell.comm_heads, cell.comm_key_size, cell.comm_value_size
     if sources is None:
-        sources = [(x @ cell.input_key.weight.T, x @ cell.input_value.weight.T)]
+        sources = [(cell.input_key(x), cell.input_value(x))]
     dyn = cell.dynamics
     h_out, c_out = h.clone(), None if c is None else c.clone()
     actives = torch.zeros(B, n, dtype=torch.bool)
@@ -73,33 +74,43 @@ def reference_step(cell: RIMsCell, x, h, c=None, sources=None):
         else:
             chosen = sorted(range(n), key=lambda m: -score[m])[: cell.k]
         actives[b, chosen] = True
-        # eq. (6): dynamics of each active module
-        h_tilde = h[b].clone()
-        for m in chosen:
+        # eq. (6): dynamics of every module (the proposals); only the active ones take theirs
+        h_tilde, proposed = h[b].clone(), h[b].clone()
+        for m in range(n):
             gx = reads[m] @ dyn.weight_ih[m] + dyn.bias_ih[m]
             gh = h[b, m] @ dyn.weight_hh[m] + dyn.bias_hh[m]
             if c is not None:
                 i, f, g, o = (gx + gh).chunk(4)
                 c_new = torch.sigmoid(f) * c[b, m] + torch.sigmoid(i) * torch.tanh(g)
-                h_tilde[m] = torch.sigmoid(o) * torch.tanh(c_new)
-                c_out[b, m] = c_new
+                proposed[m] = torch.sigmoid(o) * torch.tanh(c_new)
+                if m in chosen:
+                    c_out[b, m] = c_new
             else:
                 xr, xz, xn = gx.chunk(3)
                 hr, hz, hn = gh.chunk(3)
                 r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
                 nn_ = torch.tanh(xn + r * hn)
-                h_tilde[m] = (1 - z) * nn_ + z * h[b, m]
-        # eq. (7): communication, residual on the active modules
+                proposed[m] = (1 - z) * nn_ + z * h[b, m]
+            if m in chosen:
+                h_tilde[m] = proposed[m]
+        # eq. (7): communication, residual on the active modules; keys/values from what modules offer
+        offered = proposed if cell.inactive_comm == "proposed" else h_tilde
         for m in chosen:
             q = h_tilde[m] @ cell.comm_query.weight[m]
             heads = []
             for head in range(Hc):
                 qh = q[head * dck : (head + 1) * dck]
-                ks = [(h_tilde[j] @ cell.comm_key.weight[j])[head * dck : (head + 1) * dck] for j in range(n)]
-                vs = [(h_tilde[j] @ cell.comm_value.weight[j])[head * dcv : (head + 1) * dcv] for j in range(n)]
+                ks = [(offered[j] @ cell.comm_key.weight[j])[head * dck : (head + 1) * dck] for j in range(n)]
+                vs = [(offered[j] @ cell.comm_value.weight[j])[head * dcv : (head + 1) * dcv] for j in range(n)]
                 att = torch.softmax(torch.stack([qh @ kj for kj in ks]) / math.sqrt(dck), 0)
                 heads.append(sum(a * v for a, v in zip(att, vs, strict=True)))
-            h_out[b, m] = h_tilde[m] + torch.cat(heads) @ cell.comm_output.weight[m]
+            read = torch.cat(heads)
+            if cell.comm_output_kind == "gated_tanh":
+                out = cell.comm_output(read)
+                gate = cell.comm_gate(read)
+                h_out[b, m] = h_tilde[m] + torch.tanh(out) / (1 + torch.exp(-gate))
+            else:
+                h_out[b, m] = h_tilde[m] + read @ cell.comm_output.weight[m]
     return h_out, c_out, actives
 
 
@@ -111,6 +122,9 @@ def reference_step(cell: RIMsCell, x, h, c=None, sources=None):
         dict(input_heads=2, selection="score"),
         dict(input_heads=2, dynamics="gru"),
         dict(k=4),
+        dict(input_bias=True),
+        dict(comm_output="linear", inactive_comm="kept", init="torch"),
+        dict(dynamics="gru", inactive_comm="kept"),
     ],
 )
 def test_step_matches_plain_loop_reference(kw):
@@ -198,9 +212,10 @@ def test_inactive_modules_keep_their_state_bit_for_bit():
             state = new
 
 
-def test_no_gradient_through_inactive_updates():
+@pytest.mark.parametrize("inactive_comm", ["proposed", "kept"])
+def test_no_gradient_through_inactive_updates(inactive_comm):
     torch.manual_seed(0)
-    cell = small_cell(k=2)
+    cell = small_cell(k=2, comm_output="linear", inactive_comm=inactive_comm)
     cell.record = True
     h0 = torch.randn(1, 4, 6, requires_grad=True)
     state = RIMsState(h0, torch.randn(1, 4, 6))
@@ -227,11 +242,33 @@ def test_no_gradient_through_inactive_updates():
         want = torch.zeros_like(g)
         want[:, j] = weights[:, j]
         assert torch.equal(g, want)
+    # what inactive modules offer to communication: "kept" offers h_{t-1} with its gradient, "proposed"
+    # (official) the would-be update with the gradient blocked, so active outputs do not reach it
+    g = torch.autograd.grad((new.h[:, active] * weights[:, active]).sum(), h0)[0]
+    reached = bool(g[:, ~active].abs().sum() > 0)
+    assert reached == (inactive_comm == "kept")
 
 
-def test_gradcheck_one_step_float64():
+def test_inactive_modules_offer_their_would_be_update_officially():
+    torch.manual_seed(0)
+    a, b = small_cell(k=1), small_cell(k=1, inactive_comm="kept")
+    b.load_state_dict(a.state_dict())
+    x, state = torch.randn(4, 5), random_state(a, 4)
+    # the same selection and dynamics; only the keys/values offered by inactive modules differ
+    ya, yb = a(x, state)[0], b(x, state)[0]
+    assert not torch.allclose(ya, yb)
+    with torch.no_grad():  # with no communication both equal the dynamics' update
+        for cell in (a, b):
+            cell.comm_gate.bias.fill_(-1e4)
+    torch.testing.assert_close(a(x, state)[0], b(x, state)[0])
+
+
+@pytest.mark.parametrize("kw", [dict(inactive_comm="kept"), dict(k=3, input_bias=True)])
+def test_gradcheck_one_step_float64(kw):
+    # the official "proposed" communication blocks a true gradient on purpose, so gradcheck runs with
+    # "kept" or with every module active (where nothing is blocked)
     torch.manual_seed(3)
-    cell = small_cell(num_modules=3, module_size=2, input_heads=2).double()
+    cell = small_cell(num_modules=3, module_size=2, input_heads=2, **kw).double()
     x = torch.randn(2, 5, dtype=torch.double, requires_grad=True)
     h = torch.randn(2, 3, 2, dtype=torch.double, requires_grad=True)
     c = torch.randn(2, 3, 2, dtype=torch.double, requires_grad=True)
@@ -242,13 +279,13 @@ def test_dropouts_act_where_their_names_say():
     torch.manual_seed(0)
     x, state = torch.randn(6, 5), None
     # with a zero communication output map, only input dropout can change anything
-    cell = small_cell(k=4, input_dropout=0.5)
+    cell = small_cell(k=4, input_dropout=0.5, comm_output="linear")
     state = random_state(cell, 6)
     with torch.no_grad():
         cell.comm_output.weight.zero_()
     ref = cell.eval()(x, state)[0]
     assert not torch.equal(cell.train()(x, state)[0], ref)
-    other = small_cell(k=4, comm_dropout=0.5)
+    other = small_cell(k=4, comm_dropout=0.5, comm_output="linear")
     other.load_state_dict(cell.state_dict())
     assert torch.equal(other.train()(x, state)[0], ref)
     # with zero input values, only communication dropout can change anything
@@ -262,9 +299,30 @@ def test_dropouts_act_where_their_names_say():
     assert not torch.equal(other.train()(x, state)[0], ref)
 
 
+def test_output_dropout_acts_on_the_read_and_the_communication_output():
+    # official placement: dropout on the input attention's read A_k and on the communication output
+    torch.manual_seed(0)
+    x = torch.randn(6, 5)
+    cell = small_cell(k=4, dropout=0.5)
+    state = random_state(cell, 6)
+
+    def changes(cell):
+        return not torch.equal(cell.train()(x, state)[0], cell.eval()(x, state)[0])
+
+    with torch.no_grad():
+        cell.comm_gate.bias.fill_(-1e4)  # communication silenced: only the read can be dropped
+    assert changes(cell)
+    with torch.no_grad():
+        cell.input_value.weight.zero_()  # zero read and no communication: nothing to drop
+    assert not changes(cell)
+    with torch.no_grad():
+        cell.comm_gate.bias.zero_()  # communication back: its output is dropped
+    assert changes(cell)
+
+
 def test_sequence_fast_path_equals_step_loop_with_padding():
     torch.manual_seed(0)
-    model = rims(5, 4, 6, 2)
+    model = rims(5, 4, 6, 2, dropout=0.0)
     x, lengths = torch.randn(3, 7, 5), torch.tensor([7, 2, 5])
     y_fast, s_fast = model(x, lengths=lengths)
     y_loop, s_loop, _ = model(x, lengths=lengths, return_states=True)
@@ -291,8 +349,8 @@ def test_trace_of_a_reversed_model_is_aligned_with_the_input():
 
 def test_batch_first_false():
     torch.manual_seed(0)
-    a = rims(5, 4, 6, 2)
-    b = rims(5, 4, 6, 2, batch_first=False)
+    a = rims(5, 4, 6, 2, dropout=0.0)
+    b = rims(5, 4, 6, 2, dropout=0.0, batch_first=False)
     b.load_state_dict(a.state_dict())
     x = torch.randn(3, 7, 5)
     torch.testing.assert_close(b(x.transpose(0, 1))[0].transpose(0, 1), a(x)[0])

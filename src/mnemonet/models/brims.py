@@ -31,7 +31,7 @@ from mnemonet.models import state as st
 from mnemonet.models.base import Cell
 from mnemonet.models.recurrent import Recurrent, padding_mask
 from mnemonet.models.registry import register
-from mnemonet.models.rims import RIMsCell
+from mnemonet.models.rims import OFFICIAL_STD, RIMsCell
 
 BRIMsState = tuple  # one RIMsState (or RIMsGRUState) per layer, bottom first
 
@@ -72,8 +72,10 @@ class BRIMsCell(Cell):
         k: active modules per step (an int, or one per layer).
         num_layers: L.
         dynamics, input_heads, input_key_size, input_value_size, comm_heads, comm_key_size,
-            comm_value_size, input_dropout, comm_dropout, selection: as :class:`RIMsCell`, for every
-            layer (the top-down keys/values share the input attention's heads and sizes).
+            comm_value_size, input_dropout, comm_dropout, selection, input_bias, dropout, comm_output,
+            inactive_comm, init: as :class:`RIMsCell`, for every layer (the top-down keys/values share
+            the input attention's heads and sizes; they have no bias). Defaults follow the official
+            BRIMs code (sarthmit/BRIMs): 4 input heads, communication keys of 32.
         top_down_dropout: dropout probability on the top-down signal.
         output_layer: the layer whose states are the output (negative counts from the top).
     """
@@ -86,7 +88,7 @@ class BRIMsCell(Cell):
         k: int | Sequence[int],
         num_layers: int = 2,
         dynamics: str = "lstm",
-        input_heads: int = 1,
+        input_heads: int = 4,
         input_key_size: int = 64,
         input_value_size: int | None = None,
         comm_heads: int = 4,
@@ -97,6 +99,11 @@ class BRIMsCell(Cell):
         top_down_dropout: float = 0.0,
         selection: str = "null",
         output_layer: int = -1,
+        input_bias: bool = False,
+        dropout: float = 0.1,
+        comm_output: str = "gated_tanh",
+        inactive_comm: str = "proposed",
+        init: str = "official",
     ) -> None:
         super().__init__()
         check_positive(input_size, "input_size")
@@ -132,6 +139,11 @@ class BRIMsCell(Cell):
                 input_dropout=input_dropout,
                 comm_dropout=comm_dropout,
                 selection=selection,
+                input_bias=input_bias,
+                dropout=dropout,
+                comm_output=comm_output,
+                inactive_comm=inactive_comm,
+                init=init,
             )
             for i in range(num_layers)
         )
@@ -143,6 +155,10 @@ class BRIMsCell(Cell):
             nn.Linear(ns[i + 1] * hs[i + 1], input_heads * self.layers[i].input_value_size, bias=False)
             for i in range(num_layers - 1)
         )
+        if init == "official":
+            with torch.no_grad():
+                for lin in [*self.top_down_key, *self.top_down_value]:
+                    lin.weight.normal_(0.0, OFFICIAL_STD)
         self.record = False
         self.trace: list[Tensor] = []
 
@@ -236,7 +252,7 @@ def brims(
     k: int | Sequence[int],
     num_layers: int = 2,
     dynamics: str = "lstm",
-    input_heads: int = 1,
+    input_heads: int = 4,
     input_key_size: int = 64,
     input_value_size: int | None = None,
     comm_heads: int = 4,
@@ -247,6 +263,11 @@ def brims(
     top_down_dropout: float = 0.0,
     selection: str = "null",
     output_layer: int = -1,
+    input_bias: bool = False,
+    dropout: float = 0.1,
+    comm_output: str = "gated_tanh",
+    inactive_comm: str = "proposed",
+    init: str = "official",
     batch_first: bool = True,
 ) -> Recurrent:
     """Build a BRIMs model: ``Recurrent(BRIMsCell(...))``; see :class:`BRIMsCell` for the arguments.
@@ -275,6 +296,11 @@ def brims(
         top_down_dropout=top_down_dropout,
         selection=selection,
         output_layer=output_layer,
+        input_bias=input_bias,
+        dropout=dropout,
+        comm_output=comm_output,
+        inactive_comm=inactive_comm,
+        init=init,
     )
     return Recurrent(cell, batch_first=batch_first)
 

@@ -8,15 +8,23 @@ modules keep their state bit for bit and get no gradient through that step's upd
 
 Equations, per step t, module k, head h (numbers refer to :class:`RIMsCell`'s docstring):
 
-(1) ``K_m = x_m W^k,  V_m = x_m W^v``          keys/values of each input source m; the null input is a
-                                                zero vector, so its key and value are 0 (no biases)
+(1) ``K_m = x_m W^k + b^k,  V_m = x_m W^v + b^v``  keys/values of each input source m (biases only with
+                                                ``input_bias``); the null input is not projected: its key and
+                                                value are 0, so even a zero input cannot tie with it
 (2) ``Q_k = h_{t-1,k} W^q_k``                   one query per module (grouped weight)
 (3) ``α_k = softmax([0, Q_k·K_1, ..., Q_k·K_M] / sqrt(d_k))`` attention over [null, inputs]
-(4) ``A_k = Σ_m α_{k,m} V_m``                   the module's read (heads concatenated)
+(4) ``A_k = dropout(Σ_m α_{k,m} V_m)``          the module's read (heads concatenated, 4 x module_size)
 (5) ``S_t = top-k_k(-mean_h α_{k,null})``       the k modules that attend least to null are active
 (6) ``h̃_k = D_k(A_k, h_{t-1,k})`` for k ∈ S_t;  ``h̃_k = h_{t-1,k}`` otherwise   (LSTM or GRU per module)
-(7) ``h_k = h̃_k + W^o_k [softmax_j(Q^c_k·K^c_j / sqrt(d_c)) V^c_j]`` for k ∈ S_t (communication,
-    ``Q^c_k = h̃_k W^{cq}_k``, ``K^c_j = h̃_j W^{ck}_j``, ``V^c_j = h̃_j W^{cv}_j``); ``h_k = h_{t-1,k}`` otherwise.
+(7) ``h_k = h̃_k + O(C_k)``, ``C_k = softmax_j(Q^c_k·K^c_j / sqrt(d_c)) V^c_j`` for k ∈ S_t (communication,
+    ``Q^c_k = h̃_k W^{cq}_k``, ``K^c_j = ĥ_j W^{ck}_j``, ``V^c_j = ĥ_j W^{cv}_j``); ``h_k = h_{t-1,k}`` otherwise.
+    ``O(C) = sigmoid(C W^g + b^g) * tanh(dropout(C W^o + b^o))`` (shared maps, the official code's gated
+    output; ``comm_output="linear"``: ``dropout(C W^o_k)`` per module). ``ĥ_j`` is what module j offers:
+    its would-be update ``D_j(A_j, h_{t-1,j})`` with the gradient blocked when j is inactive, as the
+    official code (``inactive_comm="proposed"``), or ``h̃_j`` (``inactive_comm="kept"``).
+
+Defaults follow the official code (anirudh9119/RIMs, ``BlocksCore``); docs/results/rims.md lists every
+difference that remains and the option that switches it.
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ from mnemonet.models.registry import register
 
 DYNAMICS = ("lstm", "gru")
 SELECTIONS = ("null", "score")
+COMM_OUTPUTS = ("gated_tanh", "linear")
+INACTIVE_COMMS = ("proposed", "kept")
+INITS = ("official", "torch")
+OFFICIAL_STD = 0.01  # the official GroupLinearLayer draws its weights from 0.01 * N(0, 1)
 
 
 class RIMsState(NamedTuple):
@@ -158,6 +170,27 @@ def communication_attention(q: Tensor, k: Tensor, v: Tensor, dropout: float = 0.
     return att @ v  # (B, H, n, d_v)
 
 
+def offered_states(proposed: Tensor, active: Tensor) -> Tensor:
+    """Eq. (7), what modules offer to communication in the official code: every module's would-be update.
+
+    An inactive module's proposal is used as key and value, but no gradient flows back into it (the
+    official ``blocked_grad``); its own state is not changed.
+
+    Args:
+        proposed: `[B, n, hs]` ``D_k(A_k, h_{t-1,k})`` for every module.
+        active: `[B, n]` bool, the set S_t.
+
+    Returns:
+        `[B, n, hs]`, equal to ``proposed`` in value.
+    """
+    return torch.where(active.unsqueeze(-1), proposed, proposed.detach())
+
+
+def gated_tanh(value: Tensor, gate: Tensor) -> Tensor:
+    """Eq. (7), the official communication output: ``sigmoid(gate) * tanh(value)`` (same shapes)."""
+    return torch.sigmoid(gate) * torch.tanh(value)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The cell.
 # ---------------------------------------------------------------------------------------------------------
@@ -172,7 +205,8 @@ class RIMsCell(Cell):
        ``input_value``: shared by all modules, no bias, so the null input's key and value are 0).
     2. Queries (eq. 2): ``Q_k = h_{t-1,k} W^q_k`` (``input_query``, one weight per module).
     3. Input attention (eq. 3): ``α_k = softmax([0, Q_k·K] / sqrt(d_k))`` over [null, x].
-    4. Read (eq. 4): ``A_k = α_{k,x} V`` (``input_dropout`` drops entries of α in training).
+    4. Read (eq. 4): ``A_k = α_{k,x} V`` (``input_dropout`` drops entries of α in training, ``dropout``
+       entries of A_k, as the official code).
     5. Selection (eq. 5): with ``selection="null"`` (the paper's rule) the k modules with the least
        attention on null, averaged over heads, are active; with ``selection="score"`` the k modules
        with the largest input score ``mean_h logsumexp_m(Q_k·K_m / sqrt(d_k))``. Both rules agree when
@@ -181,11 +215,14 @@ class RIMsCell(Cell):
     6. Dynamics (eq. 6): ``h̃_k, c̃_k = LSTM_k(A_k, (h_{t-1,k}, c_{t-1,k}))`` (or ``GRU_k``) for active
        modules; inactive modules keep ``h_{t-1,k}, c_{t-1,k}`` exactly (``torch.where``, so no gradient
        reaches their update).
-    7. Communication (eq. 7): ``h_k = h̃_k + W^o_k MHA(h̃_k; h̃_1..n)`` for active modules only, with
-       per-module query/key/value/output maps (``comm_query``, ``comm_key``, ``comm_value``,
-       ``comm_output``; no biases) and ``comm_dropout`` on the attention probabilities. Keys and
-       values come from every module, inactive ones offering their unchanged state. ``c`` is not
-       changed by communication.
+    7. Communication (eq. 7): ``h_k = h̃_k + O(MHA(h̃_k; ĥ_1..n))`` for active modules only, with
+       per-module query/key/value maps (``comm_query``, ``comm_key``, ``comm_value``; no biases) and
+       ``comm_dropout`` on the attention probabilities. ``O`` is the official gated tanh
+       ``sigmoid(comm_gate(C)) * tanh(dropout(comm_output(C)))`` with maps shared by all modules
+       (``comm_output="gated_tanh"``) or a per-module linear map ``dropout(C W^o_k)``
+       (``"linear"``). Keys and values come from every module: with ``inactive_comm="proposed"``
+       (official) an inactive module offers its would-be update, gradient blocked; with ``"kept"`` its
+       unchanged state. ``c`` is not changed by communication.
 
     ``forward(x_t, state) -> (y_t, state)`` with ``y_t = h.flatten(1)`` `[B, n * module_size]`.
 
@@ -200,14 +237,23 @@ class RIMsCell(Cell):
         dynamics: ``"lstm"`` (state :class:`RIMsState`) or ``"gru"`` (state :class:`RIMsGRUState`).
         input_heads: H, heads of the input attention.
         input_key_size: d_k of the input attention.
-        input_value_size: d_v of the input attention (default ``module_size``); each module's dynamics
-            reads ``H * d_v`` features.
+        input_value_size: d_v of the input attention (default ``4 * module_size // H``, so each module's
+            dynamics reads ``H * d_v = 4 * module_size`` features, as the official code).
         comm_heads: H_c, heads of the communication attention.
-        comm_key_size: key size of the communication attention.
+        comm_key_size: key size of the communication attention (16 in the official RIMs, 32 in BRIMs).
         comm_value_size: value size of the communication attention (default ``comm_key_size``).
         input_dropout: dropout probability on the input attention probabilities.
         comm_dropout: dropout probability on the communication attention probabilities.
         selection: ``"null"`` or ``"score"`` (step 5).
+        input_bias: learn biases in the input key/value maps (step 1). They act on the real input only
+            (the null input's key and value stay 0), so a zero input no longer ties with the null.
+        dropout: dropout probability on the outputs of both attentions (the read A_k and the
+            communication output before tanh), 0.1 in the official code.
+        comm_output: ``"gated_tanh"`` (official) or ``"linear"`` (step 7).
+        inactive_comm: ``"proposed"`` (official) or ``"kept"`` (step 7).
+        init: ``"official"``: query/key/value maps ~ N(0, 0.01²) and the dynamics ~ U(±1/sqrt(n *
+            module_size)) as the official dense-then-blocked LSTM; ``"torch"``: ``torch.nn`` defaults
+            per module (U(±1/sqrt(fan_in)), dynamics U(±1/sqrt(module_size))).
     """
 
     def __init__(
@@ -221,11 +267,16 @@ class RIMsCell(Cell):
         input_key_size: int = 64,
         input_value_size: int | None = None,
         comm_heads: int = 4,
-        comm_key_size: int = 32,
+        comm_key_size: int = 16,
         comm_value_size: int | None = None,
         input_dropout: float = 0.0,
         comm_dropout: float = 0.0,
         selection: str = "null",
+        input_bias: bool = False,
+        dropout: float = 0.1,
+        comm_output: str = "gated_tanh",
+        inactive_comm: str = "proposed",
+        init: str = "official",
     ) -> None:
         super().__init__()
         for name, value in [
@@ -239,7 +290,8 @@ class RIMsCell(Cell):
             ("comm_key_size", comm_key_size),
         ]:
             check_positive(value, name)
-        input_value_size = module_size if input_value_size is None else input_value_size
+        if input_value_size is None:
+            input_value_size = max(1, 4 * module_size // input_heads)
         comm_value_size = comm_key_size if comm_value_size is None else comm_value_size
         check_positive(input_value_size, "input_value_size")
         check_positive(comm_value_size, "comm_value_size")
@@ -247,7 +299,10 @@ class RIMsCell(Cell):
             raise ValueError(f"k: expected an integer in [1, num_modules={num_modules}], got {k}")
         check_choice(dynamics, "dynamics", DYNAMICS)
         check_choice(selection, "selection", SELECTIONS)
-        for name, p in [("input_dropout", input_dropout), ("comm_dropout", comm_dropout)]:
+        check_choice(comm_output, "comm_output", COMM_OUTPUTS)
+        check_choice(inactive_comm, "inactive_comm", INACTIVE_COMMS)
+        check_choice(init, "init", INITS)
+        for name, p in [("input_dropout", input_dropout), ("comm_dropout", comm_dropout), ("dropout", dropout)]:
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1), got {p}")
 
@@ -262,11 +317,16 @@ class RIMsCell(Cell):
         self.input_dropout = input_dropout
         self.comm_dropout = comm_dropout
         self.selection = selection
+        self.input_bias = input_bias
+        self.dropout = dropout
+        self.comm_output_kind = comm_output
+        self.inactive_comm = inactive_comm
+        self.init = init
 
         n, hs = num_modules, module_size
-        # eq. (1): shared input maps, no bias (the null input's key and value are zero)
-        self.input_key = nn.Linear(input_size, input_heads * input_key_size, bias=False)
-        self.input_value = nn.Linear(input_size, input_heads * input_value_size, bias=False)
+        # eq. (1): shared input maps; the null input is never projected, so its key and value stay zero
+        self.input_key = nn.Linear(input_size, input_heads * input_key_size, bias=input_bias)
+        self.input_value = nn.Linear(input_size, input_heads * input_value_size, bias=input_bias)
         # eq. (2): per-module query maps W^q_k
         self.input_query = GroupedLinear(n, hs, input_heads * input_key_size, bias=False)
         # eq. (6): per-module dynamics D_k
@@ -276,10 +336,33 @@ class RIMsCell(Cell):
         self.comm_query = GroupedLinear(n, hs, comm_heads * comm_key_size, bias=False)
         self.comm_key = GroupedLinear(n, hs, comm_heads * comm_key_size, bias=False)
         self.comm_value = GroupedLinear(n, hs, comm_heads * comm_value_size, bias=False)
-        self.comm_output = GroupedLinear(n, comm_heads * comm_value_size, hs, bias=False)
+        if comm_output == "gated_tanh":  # one output and one gate map shared by all modules, with biases
+            self.comm_output = nn.Linear(comm_heads * comm_value_size, hs)
+            self.comm_gate = nn.Linear(comm_heads * comm_value_size, hs)
+        else:
+            self.comm_output = GroupedLinear(n, comm_heads * comm_value_size, hs, bias=False)
+        if init == "official":
+            self.reset_parameters()
 
         self.record = False
         self.trace: list[Tensor] = []
+
+    def reset_parameters(self) -> None:
+        """Initialise as ``init`` says (``"torch"``: every submodule's own ``reset_parameters``)."""
+        for module in self.children():
+            module.reset_parameters()
+        if self.init != "official":
+            return
+        with torch.no_grad():
+            for module in (self.input_key, self.input_value, self.input_query, self.comm_query, self.comm_key):
+                module.weight.normal_(0.0, OFFICIAL_STD)
+            self.comm_value.weight.normal_(0.0, OFFICIAL_STD)
+            for p in (self.input_key.bias, self.input_value.bias):
+                if p is not None:
+                    p.normal_(0.0, OFFICIAL_STD)
+            bound = 1.0 / math.sqrt(self.num_modules * self.module_size)  # nn.LSTMCell over all modules
+            for p in self.dynamics.parameters():
+                p.uniform_(-bound, bound)
 
     def extra_repr(self) -> str:
         s = (
@@ -292,6 +375,17 @@ class RIMsCell(Cell):
             s += f", input_dropout={self.input_dropout}"
         if self.comm_dropout:
             s += f", comm_dropout={self.comm_dropout}"
+        if self.input_bias:
+            s += ", input_bias=True"
+        if self.dropout != 0.1:
+            s += f", dropout={self.dropout}"
+        for name, value, default in [
+            ("comm_output", self.comm_output_kind, "gated_tanh"),
+            ("inactive_comm", self.inactive_comm, "proposed"),
+            ("init", self.init, "official"),
+        ]:
+            if value != default:
+                s += f", {name}={value!r}"
         return s
 
     # -- state ------------------------------------------------------------------------------------------
@@ -346,7 +440,7 @@ class RIMsCell(Cell):
             active = top_k_mask(torch.logsumexp(scores.detach(), -1).mean(-1), self.k)
         # eq. (4): the read A_k, input dropout on the attention probabilities
         p_in = F.dropout(probs[..., 1:], self.input_dropout, self.training)  # (B, n, H, M)
-        read = attention_read(p_in, values)  # (B, n, H * d_v)
+        read = F.dropout(attention_read(p_in, values), self.dropout, self.training)  # (B, n, H * d_v)
         # eq. (6): dynamics for the active modules, the old state for the others
         m = active.unsqueeze(-1)  # (B, n, 1)
         if isinstance(state, RIMsState):
@@ -356,13 +450,17 @@ class RIMsCell(Cell):
             h_dyn = self.dynamics(read, h)
         h_tilde = torch.where(m, h_dyn, h)  # (B, n, hs)
         # eq. (7): communication among modules, residual on the active ones
+        offered = offered_states(h_dyn, active) if self.inactive_comm == "proposed" else h_tilde  # (B, n, hs)
         Hc = self.comm_heads
         q = self.comm_query(h_tilde).unflatten(-1, (Hc, self.comm_key_size)).transpose(1, 2)  # (B, Hc, n, d)
-        k = self.comm_key(h_tilde).unflatten(-1, (Hc, self.comm_key_size)).transpose(1, 2)  # (B, Hc, n, d)
-        v = self.comm_value(h_tilde).unflatten(-1, (Hc, self.comm_value_size)).transpose(1, 2)  # (B, Hc, n, dv)
+        k = self.comm_key(offered).unflatten(-1, (Hc, self.comm_key_size)).transpose(1, 2)  # (B, Hc, n, d)
+        v = self.comm_value(offered).unflatten(-1, (Hc, self.comm_value_size)).transpose(1, 2)  # (B, Hc, n, dv)
         comm = communication_attention(q, k, v, self.comm_dropout, self.training)  # (B, Hc, n, dv)
-        comm = self.comm_output(comm.transpose(1, 2).reshape(B, n, Hc * self.comm_value_size))  # (B, n, hs)
-        h_new = torch.where(m, h_tilde + comm, h)  # (B, n, hs)
+        comm = comm.transpose(1, 2).reshape(B, n, Hc * self.comm_value_size)  # (B, n, Hc * dv)
+        out = F.dropout(self.comm_output(comm), self.dropout, self.training)  # (B, n, hs)
+        if self.comm_output_kind == "gated_tanh":
+            out = gated_tanh(out, self.comm_gate(comm))  # (B, n, hs)
+        h_new = torch.where(m, h_tilde + out, h)  # (B, n, hs)
         new_state = RIMsState(h_new, c_new) if isinstance(state, RIMsState) else RIMsGRUState(h_new)
         return RIMsStep(h_new.flatten(1), active, null_attention), new_state  # y: (B, n * hs)
 
@@ -448,11 +546,16 @@ def rims(
     input_key_size: int = 64,
     input_value_size: int | None = None,
     comm_heads: int = 4,
-    comm_key_size: int = 32,
+    comm_key_size: int = 16,
     comm_value_size: int | None = None,
     input_dropout: float = 0.0,
     comm_dropout: float = 0.0,
     selection: str = "null",
+    input_bias: bool = False,
+    dropout: float = 0.1,
+    comm_output: str = "gated_tanh",
+    inactive_comm: str = "proposed",
+    init: str = "official",
     batch_first: bool = True,
 ) -> Recurrent:
     """Build a RIMs layer: ``Recurrent(RIMsCell(...))``; see :class:`RIMsCell` for the arguments.
@@ -478,6 +581,11 @@ def rims(
         input_dropout=input_dropout,
         comm_dropout=comm_dropout,
         selection=selection,
+        input_bias=input_bias,
+        dropout=dropout,
+        comm_output=comm_output,
+        inactive_comm=inactive_comm,
+        init=init,
     )
     return Recurrent(cell, batch_first=batch_first)
 
@@ -489,8 +597,10 @@ __all__ = [
     "RIMsStep",
     "attention_read",
     "communication_attention",
+    "gated_tanh",
     "input_attention",
     "input_scores",
+    "offered_states",
     "rims",
     "run_with_trace",
     "top_k_mask",
