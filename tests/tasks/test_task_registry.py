@@ -14,6 +14,7 @@ SMALL = {
     "associative_recall": {"bits": 4, "length_range": (2, 3)},
     "seq_digits": {"mode": "row"},
     "char_lm": {"seq_len": 10},
+    "copy_delay": {"length": 2, "alphabet": 3, "delay": 4},
 }
 
 

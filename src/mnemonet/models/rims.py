@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from mnemonet._checks import check_choice, check_positive, check_tensor
 from mnemonet.models import state as st
 from mnemonet.models.base import Cell, RecurrentModel
+from mnemonet.models.encoder import Encoded
 from mnemonet.models.grouped import GroupedGRUCell, GroupedLinear, GroupedLSTMCell
 from mnemonet.models.recurrent import Recurrent, padding_mask, reverse_padded
 from mnemonet.models.registry import register
@@ -510,7 +511,8 @@ def run_with_trace(
 
     Args:
         model: a :class:`~mnemonet.models.recurrent.Recurrent` over a :class:`RIMsCell` or a
-            :class:`~mnemonet.models.brims.BRIMsCell` (as built by ``build("rims")`` / ``build("brims")``).
+            :class:`~mnemonet.models.brims.BRIMsCell` (as built by ``build("rims")`` / ``build("brims")``),
+            or one behind an :class:`~mnemonet.models.encoder.Encoded` input encoder.
         x: the input, laid out as the model expects (`[B, T, D]` with ``batch_first``).
         state: initial state, or None.
         lengths: `[B]` sequence lengths, or None.
@@ -520,6 +522,8 @@ def run_with_trace(
         RIMs or `[B, T, L, n_max]` for BRIMs (always batch-first; false at padded steps, and for
         BRIMs layers with fewer than ``n_max`` modules, false in the extra slots).
     """
+    if isinstance(model, Encoded):  # the modules read the encoder's code
+        return run_with_trace(model.core, model.encoder(x), state, lengths)
     cell = getattr(model, "cell", None)
     if not isinstance(model, Recurrent) or not hasattr(cell, "trace"):
         raise ValueError(f"model: expected a Recurrent over a RIMsCell or BRIMsCell, got {type(model).__name__}")

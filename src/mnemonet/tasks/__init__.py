@@ -4,6 +4,7 @@ digits, character language modelling; vocabulary, delay and length curricula. Bu
 
 from mnemonet.tasks.base import Batch, Curriculum, Task
 from mnemonet.tasks.bits import AssociativeRecallTask, BitTask, CopyTask, RepeatCopyTask
+from mnemonet.tasks.copy_delay import CopyDelayTask
 from mnemonet.tasks.char_lm import CharLMTask, sample_from_logits, sample_text
 from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, ThresholdCurriculum, VocabularyCurriculum
 from mnemonet.tasks.data import (
@@ -27,6 +28,7 @@ __all__ = [
     "BitTask",
     "CharLMTask",
     "CharVocab",
+    "CopyDelayTask",
     "CopyTask",
     "Curriculum",
     "DelayCurriculum",

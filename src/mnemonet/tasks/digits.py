@@ -22,11 +22,21 @@ from mnemonet.tasks.data import check_split, load_images
 from mnemonet.tasks.scoring import check_logits, masked_accuracy, weighted_cross_entropy
 
 
-def resample(images: Tensor, resolution: int) -> Tensor:
-    """Bilinear resampling of square images: `[N, H, W]` -> `[N, r, r]` (unchanged when r = H = W)."""
+UPSAMPLINGS = ("bilinear", "nearest")
+
+
+def resample(images: Tensor, resolution: int, mode: str = "bilinear") -> Tensor:
+    """Resampling of square images: `[N, H, W]` -> `[N, r, r]` (unchanged when r = H = W).
+
+    ``mode="nearest"`` copies pixels (no new grey levels: the RIMs paper's length-generalisation test),
+    ``"bilinear"`` interpolates.
+    """
     if images.shape[1] == resolution and images.shape[2] == resolution:
         return images
-    out = F.interpolate(images[:, None], size=(resolution, resolution), mode="bilinear", align_corners=False)
+    if mode == "nearest":
+        out = F.interpolate(images[:, None], size=(resolution, resolution), mode="nearest")
+    else:
+        out = F.interpolate(images[:, None], size=(resolution, resolution), mode="bilinear", align_corners=False)
     return out[:, 0]  # (N, r, r)
 
 
@@ -58,6 +68,7 @@ class SequentialDigitsTask(Task):
         source: ``"digits"`` (scikit-learn 8x8, default) or ``"mnist"`` (needs ``mnist_path``).
         mnist_path: local MNIST folder of IDX files or ``.npz`` file.
         split_seed: seed of the fixed train/valid/test split of the digits.
+        upsampling: ``"bilinear"`` or ``"nearest"`` (the RIMs paper's) resampling to other resolutions.
 
     Example:
         >>> task = SequentialDigitsTask(mode="pixel", test_resolution=16)
@@ -83,8 +94,11 @@ class SequentialDigitsTask(Task):
         source: str = "digits",
         mnist_path: str | Path | None = None,
         split_seed: int = 0,
+        upsampling: str = "bilinear",
     ) -> None:
         check_choice(mode, "mode", ("pixel", "row"))
+        check_choice(upsampling, "upsampling", UPSAMPLINGS)
+        self.upsampling = upsampling
         if not test_noise >= 0:
             raise ValueError(f"test_noise: expected a standard deviation >= 0, got {test_noise}")
         self._data = load_images(source, mnist_path, split_seed)
@@ -145,7 +159,7 @@ class SequentialDigitsTask(Task):
             )
         data = self._data[split]
         idx = torch.randint(0, data.labels.shape[0], (batch_size,), generator=generator)
-        images = resample(data.images[idx], resolution)  # (B, r, r)
+        images = resample(data.images[idx], resolution, self.upsampling)  # (B, r, r)
         pixels = images.reshape(batch_size, resolution * resolution)  # (B, r*r) row-major
         perm = self.permutation(resolution)
         if perm is not None:

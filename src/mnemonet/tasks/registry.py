@@ -14,6 +14,7 @@ from mnemonet._checks import did_you_mean
 from mnemonet.tasks.base import Curriculum, Task
 from mnemonet.tasks.bits import AssociativeRecallTask, CopyTask, RepeatCopyTask
 from mnemonet.tasks.char_lm import CharLMTask
+from mnemonet.tasks.copy_delay import CopyDelayTask
 from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, VocabularyCurriculum
 from mnemonet.tasks.delayed_recall import DelayedRecallTask
 from mnemonet.tasks.digits import SequentialDigitsTask
@@ -25,6 +26,7 @@ TASKS: dict[str, type[Task]] = {
     "associative_recall": AssociativeRecallTask,
     "seq_digits": SequentialDigitsTask,
     "char_lm": CharLMTask,
+    "copy_delay": CopyDelayTask,
 }
 
 CURRICULA: dict[str, type[Curriculum]] = {

@@ -1,0 +1,85 @@
+"""Input encoders: the wrapper equals encoder-then-core, embeddings read integers, and a zero input no longer
+ties with RIMs' null input (the tie that made RIMs collapse under noise)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnemonet.models.encoder import Encoded, InputEncoder
+from mnemonet.models.registry import build
+from mnemonet.models.rims import RIMsCell, input_scores, run_with_trace
+
+
+def test_linear_encoder_equals_encoder_then_core_on_both_paths():
+    torch.manual_seed(0)
+    model = build("gru", input_size=3, hidden_size=5, encoder="linear", encoder_size=4)
+    assert isinstance(model, Encoded) and model.input_size == 3 and model.core.input_size == 4
+    x = torch.randn(2, 6, 3)
+    y, s = model(x)
+    y_ref, s_ref = model.core(x @ model.encoder.map.weight.T + model.encoder.map.bias)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(s, s_ref)
+    y_loop, _, _ = model(x, return_states=True)  # the step path
+    torch.testing.assert_close(y_loop, y)
+    y1, _ = model.step(x[:, 0], model.initial_state(2))
+    torch.testing.assert_close(y1, y[:, 0])
+
+
+def test_embedding_encoder_reads_integer_symbols():
+    torch.manual_seed(0)
+    model = build("lstm", input_size=1, hidden_size=5, encoder="embedding", encoder_size=4, num_embeddings=10)
+    x = torch.tensor([[[0.0], [3.0], [9.0]]])
+    y, _ = model(x)
+    y_ref, _ = model.core(model.encoder.map.weight[[0, 3, 9]][None])
+    torch.testing.assert_close(y, y_ref)
+    with pytest.raises(ValueError, match="integers in"):
+        model(x + 0.5)
+    with pytest.raises(ValueError, match="num_embeddings"):
+        InputEncoder("embedding", 1, 4)
+    with pytest.raises(ValueError, match="input_size 1"):
+        InputEncoder("embedding", 2, 4, 10)
+    with pytest.raises(ValueError, match="encoder_size"):
+        build("lstm", input_size=1, hidden_size=5, encoder="linear")
+    with pytest.raises(ValueError, match="encoder"):
+        build("lstm", input_size=1, hidden_size=5, encoder="conv", encoder_size=3)
+
+
+def _scores_of_zero_input(cell: RIMsCell, x: torch.Tensor) -> torch.Tensor:
+    """Input scores of a zero input for random module queries: `[B, n, H, 1]` (the null input scores 0)."""
+    keys, _ = cell.project_inputs(x)  # (B, H, d_k)
+    query = torch.randn(x.shape[0], cell.num_modules, cell.input_heads, cell.input_key_size)
+    return input_scores(query, keys.unsqueeze(1))
+
+
+def test_zero_input_and_null_input_get_different_scores():
+    torch.manual_seed(0)
+    zero = torch.zeros(4, 1)
+    # raw pixel, no bias: a zero input has key 0, exactly the null's key, so every module ties with null
+    raw = RIMsCell(1, 4, 6, k=2)
+    assert torch.equal(_scores_of_zero_input(raw, zero), torch.zeros(4, 4, 1, 1))
+    # input_bias: the bias acts on the real input only, so a zero input's score differs from the null's 0
+    biased = RIMsCell(1, 4, 6, k=2, input_bias=True)
+    assert bool((_scores_of_zero_input(biased, zero) != 0).all())
+    # behind a linear encoder (with its bias) a zero pixel has its own nonzero code
+    model = build("rims", input_size=1, num_modules=4, module_size=6, k=2, encoder="linear", encoder_size=8)
+    code = model.encoder(zero)  # (4, 8)
+    assert bool((_scores_of_zero_input(model.core.cell, code) != 0).all())
+    # and the selection at a zero-input step is no longer the index tie-break {0, 1}
+    torch.manual_seed(1)
+    biased = build("rims", input_size=1, num_modules=4, module_size=6, k=2, input_bias=True, init="torch")
+    state = biased.cell.initial_state(16)
+    state = type(state)(*(torch.randn_like(t) for t in state))
+    _, _, active = run_with_trace(biased, torch.zeros(16, 1, 1), state)
+    raw = build("rims", input_size=1, num_modules=4, module_size=6, k=2, init="torch")
+    _, _, tied = run_with_trace(raw, torch.zeros(16, 1, 1), state)
+    assert bool(tied[:, 0, :2].all()) and not bool(active[:, 0, :2].all())
+
+
+def test_run_with_trace_through_an_encoder():
+    torch.manual_seed(0)
+    model = build("rims", input_size=2, num_modules=4, module_size=6, k=3, encoder="linear", encoder_size=5)
+    model.eval()
+    y, _, active = run_with_trace(model, torch.randn(2, 7, 2))
+    assert y.shape == (2, 7, 24) and active.shape == (2, 7, 4)
+    assert torch.equal(active.sum(-1), torch.full((2, 7), 3))
