@@ -4,8 +4,8 @@ digits, character language modelling; vocabulary, delay and length curricula. Bu
 
 from mnemonet.tasks.base import Batch, Curriculum, Task
 from mnemonet.tasks.bits import AssociativeRecallTask, BitTask, CopyTask, RepeatCopyTask
-from mnemonet.tasks.copy_delay import CopyDelayTask
 from mnemonet.tasks.char_lm import CharLMTask, sample_from_logits, sample_text
+from mnemonet.tasks.copy_delay import CopyDelayTask
 from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, ThresholdCurriculum, VocabularyCurriculum
 from mnemonet.tasks.data import (
     CharVocab,

@@ -6,8 +6,8 @@ the symbols in order. Models are trained at one delay and tested at longer ones 
 trains at 50 and tests at 200, where RIMs keep their accuracy and an LSTM does not, because modules that are
 not selected by the blank input keep their state unchanged.
 
-The sequence is drawn in :class:`CopyDelayTask`. (the layout of the official ``copying_data``: the marker is the last of the d blank-or-marker steps). The
-input is one-hot over the A + 2 tokens (``encoding="one_hot"``, D = A + 2) or the token id itself
+The sequence is drawn in :class:`CopyDelayTask`; the marker is the last of the d steps after the symbols, as
+in the official ``copying_data`` (anirudh9119/RIMs), so d counts blanks plus marker. The input is one-hot over the A + 2 tokens (``encoding="one_hot"``, D = A + 2) or the token id itself
 (``encoding="index"``, D = 1, for an embedding encoder). Targets are symbol classes 0..A-1 (symbol s is class
 s - 1), so chance accuracy is 1 / A.
 """
@@ -97,10 +97,8 @@ class CopyDelayTask(Task):
         target[:, T - L :] = symbols - 1
         weight = torch.zeros(batch_size, T)
         weight[:, T - L :] = 1.0
-        if self.encoding == "one_hot":
-            x = F.one_hot(tokens, self.alphabet + 2).float()  # (B, T, A + 2)
-        else:
-            x = tokens.unsqueeze(-1).float()  # (B, T, 1)
+        one_hot = self.encoding == "one_hot"
+        x = F.one_hot(tokens, self.alphabet + 2).float() if one_hot else tokens.unsqueeze(-1).float()  # (B, T, D)
         return Batch(x, target, weight, None, {"tokens": tokens})
 
     def sample(self, batch_size: int, generator: torch.Generator, split: str = "train") -> Batch:

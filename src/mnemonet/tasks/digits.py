@@ -21,7 +21,6 @@ from mnemonet.tasks.base import Batch, Task
 from mnemonet.tasks.data import check_split, load_images
 from mnemonet.tasks.scoring import check_logits, masked_accuracy, weighted_cross_entropy
 
-
 UPSAMPLINGS = ("bilinear", "nearest")
 
 
