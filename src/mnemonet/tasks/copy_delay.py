@@ -6,10 +6,11 @@ the symbols in order. Models are trained at one delay and tested at longer ones 
 trains at 50 and tests at 200, where RIMs keep their accuracy and an LSTM does not, because modules that are
 not selected by the blank input keep their state unchanged.
 
-The sequence is drawn in :class:`CopyDelayTask`; the marker is the last of the d steps after the symbols, as
-in the official ``copying_data`` (anirudh9119/RIMs), so d counts blanks plus marker. The input is one-hot over the A + 2 tokens (``encoding="one_hot"``, D = A + 2) or the token id itself
-(``encoding="index"``, D = 1, for an embedding encoder). Targets are symbol classes 0..A-1 (symbol s is class
-s - 1), so chance accuracy is 1 / A.
+The sequence is drawn in :class:`CopyDelayTask`; the marker is the last of the d steps after the symbols,
+as in the official ``copying_data`` (anirudh9119/RIMs), so d counts blanks plus marker. The input is one-hot
+over the A + 2 tokens (``encoding="one_hot"``, D = A + 2) or the token id itself (``encoding="index"``,
+D = 1, for an embedding encoder). Targets are symbol classes 0..A-1 (symbol s is class s - 1), so chance
+accuracy is 1 / A.
 """
 
 from __future__ import annotations
