@@ -191,3 +191,12 @@ def test_plot_one_panel_per_layer(tmp_path):
     assert len(fig.axes) == 3
     top = fig.axes[0].get_images()[0].get_array()  # top layer drawn first
     assert (top == active[0, :, 2].T.numpy()).all()
+
+
+def test_official_brims_defaults():
+    # sarthmit/BRIMs: 4 input heads sharing a read of 4 x module size, communication 4 heads of 32
+    cell = BRIMsCell(3, 6, 20, 4)
+    for layer in cell.layers:
+        assert layer.input_heads == 4 and layer.input_heads * layer.input_value_size == 80
+        assert (layer.comm_heads, layer.comm_key_size) == (4, 32)
+        assert layer.dropout == 0.1 and layer.inactive_comm == "proposed" and layer.comm_output_kind == "gated_tanh"

@@ -45,6 +45,16 @@ def test_embedding_encoder_reads_integer_symbols():
         build("lstm", input_size=1, hidden_size=5, encoder="conv", encoder_size=3)
 
 
+def test_encoder_dropout_only_in_training():
+    torch.manual_seed(0)
+    enc = InputEncoder("linear", 3, 64, dropout=0.5)
+    x = torch.randn(4, 3)
+    assert torch.equal(enc.eval()(x), enc.map(x))
+    assert bool((enc.train()(x) == 0).any()) and InputEncoder("linear", 3, 64).train()(x).ne(0).all()
+    with pytest.raises(ValueError, match="encoder_dropout"):
+        InputEncoder("linear", 3, 4, dropout=1.0)
+
+
 def _scores_of_zero_input(cell: RIMsCell, x: torch.Tensor) -> torch.Tensor:
     """Input scores of a zero input for random module queries: `[B, n, H, 1]` (the null input scores 0)."""
     keys, _ = cell.project_inputs(x)  # (B, H, d_k)

@@ -422,3 +422,22 @@ def test_functional_helpers_shapes():
     probs = input_attention(torch.zeros(1, 1, 1, 2))
     torch.testing.assert_close(probs, torch.full((1, 1, 1, 3), 1 / 3))
     assert F.softmax(torch.zeros(3), 0).sum() == 1
+
+
+def test_official_defaults_sizes_and_init_scales():
+    # anirudh9119/RIMs BlocksCore: read of 4 x module size, communication 4 heads of 16, GroupLinearLayer
+    # weights 0.01 * N(0, 1), the LSTM as one nn.LSTMCell over all modules (U(+-1/sqrt(n * module_size)))
+    torch.manual_seed(0)
+    cell = RIMsCell(3, 6, 100, k=4)
+    assert cell.input_value_size == 400 and cell.dynamics.input_size == 400 and cell.input_key_size == 64
+    assert (cell.comm_heads, cell.comm_key_size, cell.comm_value_size) == (4, 16, 16)
+    assert cell.dropout == 0.1 and cell.comm_output_kind == "gated_tanh" and cell.inactive_comm == "proposed"
+    for m in (cell.input_key, cell.input_value, cell.input_query, cell.comm_query, cell.comm_key, cell.comm_value):
+        assert abs(float(m.weight.detach().std()) - 0.01) < 0.001
+    bound = 1 / math.sqrt(600)
+    for p in cell.dynamics.parameters():
+        assert 0.9 * bound < float(p.detach().abs().max()) <= bound
+    assert RIMsCell(3, 6, 100, k=4, input_heads=4).input_value_size == 100  # 4 heads share the 4x read
+    torch_init = RIMsCell(3, 6, 100, k=4, init="torch")
+    assert float(torch_init.input_query.weight.detach().abs().max()) > 0.05  # U(+-1/sqrt(100))
+    assert float(torch_init.dynamics.weight_hh.detach().abs().max()) > 1.1 * bound  # U(+-1/sqrt(module_size))

@@ -15,6 +15,7 @@ its own nonzero code and cannot tie with the null.
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnemonet._checks import check_choice, check_positive, check_tensor
@@ -31,10 +32,16 @@ class InputEncoder(nn.Module):
         input_size: D (must be 1 for ``"embedding"``).
         encoder_size: size of the code.
         num_embeddings: vocabulary size of ``"embedding"`` (inputs are integers in [0, num_embeddings)).
+        dropout: dropout probability on the code in training (the official RIMs scripts use 0.5).
     """
 
-    def __init__(self, kind: str, input_size: int, encoder_size: int, num_embeddings: int | None = None) -> None:
+    def __init__(
+        self, kind: str, input_size: int, encoder_size: int, num_embeddings: int | None = None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"encoder_dropout: expected a probability in [0, 1), got {dropout}")
+        self.dropout = dropout
         check_choice(kind, "encoder", ENCODERS[1:])
         check_positive(input_size, "input_size")
         check_positive(encoder_size, "encoder_size")
@@ -52,16 +59,16 @@ class InputEncoder(nn.Module):
             self.map = nn.Embedding(num_embeddings, encoder_size)
 
     def extra_repr(self) -> str:
-        return f"{self.kind!r}"
+        return f"{self.kind!r}" + (f", dropout={self.dropout}" if self.dropout else "")
 
     def forward(self, x: Tensor) -> Tensor:
         """`[..., D]` -> `[..., encoder_size]`."""
         if self.kind == "linear":
-            return self.map(x)
+            return F.dropout(self.map(x), self.dropout, self.training)
         index = x[..., 0].round().long()  # (...)
         if not bool((index == x[..., 0]).all()) or bool((index < 0).any() | (index >= self.map.num_embeddings).any()):
             raise ValueError(f"x: encoder='embedding' expects integers in [0, {self.map.num_embeddings}) per step")
-        return self.map(index)  # (..., encoder_size)
+        return F.dropout(self.map(index), self.dropout, self.training)  # (..., encoder_size)
 
 
 class Encoded(RecurrentModel):
@@ -98,7 +105,13 @@ class Encoded(RecurrentModel):
 
 
 def encoded(
-    factory, encoder: str, input_size: int, encoder_size: int | None, num_embeddings: int | None, **kwargs
+    factory,
+    encoder: str,
+    input_size: int,
+    encoder_size: int | None,
+    num_embeddings: int | None,
+    encoder_dropout: float = 0.0,
+    **kwargs,
 ) -> RecurrentModel:
     """``factory(input_size=encoder_size, **kwargs)`` behind an encoder (or ``factory(input_size, ...)`` for "none").
 
@@ -108,13 +121,14 @@ def encoded(
         input_size: D of the raw input.
         encoder_size: size of the code (required unless ``encoder="none"``).
         num_embeddings: vocabulary of ``"embedding"``.
+        encoder_dropout: dropout on the code in training.
     """
     check_choice(encoder, "encoder", ENCODERS)
     if encoder == "none":
         return factory(input_size=input_size, **kwargs)
     if encoder_size is None:
         raise ValueError(f"encoder_size: required by encoder={encoder!r} (the size of the code)")
-    enc = InputEncoder(encoder, input_size, encoder_size, num_embeddings)
+    enc = InputEncoder(encoder, input_size, encoder_size, num_embeddings, encoder_dropout)
     return Encoded(factory(input_size=encoder_size, **kwargs), enc)
 
 

@@ -46,8 +46,8 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     Args:
         name: one of :func:`available` (``"rnn"``, ``"lstm"``, ``"gru"``, ...).
         **kwargs: the factory's keyword arguments (sizes, options), plus, for every model, ``encoder``
-            (``"none"``, ``"linear"`` or ``"embedding"``), ``encoder_size`` and ``num_embeddings``: the
-            model then reads ``encoder(x)`` (:mod:`mnemonet.models.encoder`).
+            (``"none"``, ``"linear"`` or ``"embedding"``), ``encoder_size``, ``num_embeddings`` and
+            ``encoder_dropout``: the model then reads ``encoder(x)`` (:mod:`mnemonet.models.encoder`).
 
     Raises:
         ValueError: unknown name or unknown keyword, with the closest valid spelling; missing required
@@ -55,6 +55,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     """
     encoder = kwargs.pop("encoder", "none")
     encoder_size, num_embeddings = kwargs.pop("encoder_size", None), kwargs.pop("num_embeddings", None)
+    encoder_dropout = kwargs.pop("encoder_dropout", 0.0)
     if name not in _REGISTRY:
         hint = did_you_mean(name, _REGISTRY)
         raise ValueError(f"name: unknown model {name!r}{hint} (available: {', '.join(available())})")
@@ -69,8 +70,9 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     missing = [n for n in missing if n not in kwargs]
     if missing:
         raise ValueError(f"{', '.join(missing)}: required by model {name!r} but not given")
-    if encoder == "none" and encoder_size is None and num_embeddings is None:
+    if encoder == "none":
         return factory(**kwargs)
     from mnemonet.models.encoder import encoded
 
-    return encoded(factory, encoder, encoder_size=encoder_size, num_embeddings=num_embeddings, **kwargs)
+    return encoded(factory, encoder, encoder_size=encoder_size, num_embeddings=num_embeddings,
+                   encoder_dropout=encoder_dropout, **kwargs)  # fmt: skip
