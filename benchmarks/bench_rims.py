@@ -1,10 +1,16 @@
-"""RIMs and BRIMs vs torch.nn.LSTM of the same total size: sequence forward+backward, interleaved in one process.
+"""RIMs and BRIMs vs torch.nn.LSTM: sequence forward+backward, interleaved in one process.
 
-Targets (B = 64, T = 64): RIMs with 6 modules x 100 units (k = 4) within 2x a 600-unit ``torch.nn.LSTM``;
-BRIMs with two such layers within 3x a 2-layer 600-unit ``torch.nn.LSTM``. The public implementations
-measure about 4.5x and 6x on CPU.
+Targets (B = 64, T = 64, CPU):
+
+- official sizes: RIMs with 6 modules x 100 units (k = 4) within 1.5x a 600-unit ``torch.nn.LSTM``; BRIMs with
+  two such layers within 3x a 2-layer 600-unit ``torch.nn.LSTM``. Measured on this project's 2-core CPU
+  (issue 12), the official RIMs code (anirudh9119/RIMs ``BlocksCore``) takes about 7.1x LSTM(600) and
+  dido1998's Recurrent-Independent-Mechanisms about 2.2x;
+- small sizes: the ``rims_seq_mnist-small`` model (a 16-wide linear encoder of the pixel, 6 modules x 16 units,
+  k = 4) within 4x the ``torch.nn.LSTM`` of about the same number of parameters (115 units on the pixel).
 
     python benchmarks/bench_rims.py [--threads N] [--repeats R] [--input-size D] [--dynamics lstm|gru]
+        [--cases rims,brims,rims-small]
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import argparse
 import torch
 
 from common import forward_backward, header, interleaved
+from mnemonet.models import build
 from mnemonet.models.brims import brims
 from mnemonet.models.rims import rims
 
-TARGETS = {"rims": 2.0, "brims": 3.0}
+TARGETS = {"rims": 1.5, "brims": 3.0, "rims-small": 4.0}
 
 
 def main() -> None:
@@ -28,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--dynamics", choices=["lstm", "gru"], default="lstm")
+    parser.add_argument("--cases", default="rims,brims,rims-small", help="comma-separated subset to run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -35,8 +43,8 @@ def main() -> None:
     n, h, k = 6, 100, 4
     print(header("RIMs / BRIMs vs torch.nn.LSTM, forward+backward"))
     print(f"B={B} T={T} input={D} modules={n}x{h} k={k} dynamics={args.dynamics} repeats={args.repeats}")
-    print(f"{'model':6} {'reference':>22} {'ref ms':>8} {'ours ms':>8} {'ratio':>6} {'target':>7}")
-    x = torch.randn(B, T, D)
+    print(f"{'model':10} {'reference':>22} {'ref ms':>8} {'ours ms':>8} {'ratio':>6} {'target':>7}")
+    x_wide = torch.randn(B, T, D)
     cases = [
         ("rims", rims(D, n, h, k, dynamics=args.dynamics), torch.nn.LSTM(D, n * h, batch_first=True), "LSTM(600)"),
         (
@@ -46,12 +54,20 @@ def main() -> None:
             "LSTM(600, 2 layers)",
         ),
     ]
+    small = build("rims", input_size=1, num_modules=6, module_size=16, k=4, input_key_size=16,
+                  dynamics=args.dynamics, encoder="linear", encoder_size=16)  # fmt: skip
+    cases.append(("rims-small", small, torch.nn.LSTM(1, 115, batch_first=True), "LSTM(115), input 1"))
+    inputs = {"rims-small": torch.randn(B, T, 1)}
+    chosen = args.cases.split(",")
     for name, ours, ref, ref_name in cases:
+        if name not in chosen:
+            continue
+        x = inputs.get(name, x_wide)
         t = interleaved({"ref": forward_backward(ref, x), "ours": forward_backward(ours, x)}, args.repeats)
         ratio = t["ours"] / t["ref"]
         verdict = "ok" if ratio <= TARGETS[name] else "MISSED"
         print(
-            f"{name:6} {ref_name:>22} {t['ref'] * 1e3:8.1f} {t['ours'] * 1e3:8.1f} {ratio:6.2f} "
+            f"{name:10} {ref_name:>22} {t['ref'] * 1e3:8.1f} {t['ours'] * 1e3:8.1f} {ratio:6.2f} "
             f"{'<= ' + str(TARGETS[name]):>7} {verdict}"
         )
 

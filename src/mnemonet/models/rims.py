@@ -40,7 +40,7 @@ from mnemonet._checks import check_choice, check_positive, check_tensor
 from mnemonet.models import state as st
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.encoder import Encoded
-from mnemonet.models.grouped import GroupedGRUCell, GroupedLinear, GroupedLSTMCell
+from mnemonet.models.grouped import GroupedGRUCell, GroupedLinear, GroupedLSTMCell, grouped_matmul
 from mnemonet.models.recurrent import Recurrent, padding_mask, reverse_padded
 from mnemonet.models.registry import register
 
@@ -103,6 +103,8 @@ def input_scores(query: Tensor, keys: Tensor) -> Tensor:
     Returns:
         `[B, n, H, M]` scores (the null input's score, 0, is not included).
     """
+    if keys.shape[1] == 1:  # one source (RIMs): a broadcast product is cheaper than einsum's batched matmul
+        return (query * keys).sum(-1, keepdim=True) / math.sqrt(query.shape[-1])  # (B, n, H, 1)
     return torch.einsum("bnhd,bmhd->bnhm", query, keys) / math.sqrt(query.shape[-1])  # (B, n, H, M)
 
 
@@ -131,6 +133,8 @@ def attention_read(probs: Tensor, values: Tensor) -> Tensor:
     Returns:
         `[B, n, H * d_v]`.
     """
+    if values.shape[1] == 1:  # one source (RIMs): a broadcast product
+        return (probs * values).flatten(2)  # (B, n, H, 1) * (B, 1, H, d_v) -> (B, n, H * d_v)
     read = torch.einsum("bnhm,bmhv->bnhv", probs, values)  # (B, n, H, d_v)
     return read.flatten(2)  # (B, n, H * d_v)
 
@@ -167,8 +171,13 @@ def communication_attention(q: Tensor, k: Tensor, v: Tensor, dropout: float = 0.
         `[B, H, n, d_v]`.
     """
     att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)  # (B, H, n, n)
-    att = F.dropout(att, dropout, training)
+    att = _dropout(att, dropout, training)
     return att @ v  # (B, H, n, d_v)
+
+
+def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout``, skipped (no op recorded) when it cannot change anything."""
+    return F.dropout(x, p, training) if p > 0 and training else x
 
 
 def offered_states(proposed: Tensor, active: Tensor) -> Tensor:
@@ -365,6 +374,10 @@ class RIMsCell(Cell):
             for p in self.dynamics.parameters():
                 p.uniform_(-bound, bound)
 
+    def comm_qkv_weight(self) -> Tensor:
+        """``[W^{cq} | W^{ck} | W^{cv}]`` per module: `[n, module_size, H_c * (2 d_c + d_v)]` (eq. 7)."""
+        return torch.cat([self.comm_query.weight, self.comm_key.weight, self.comm_value.weight], -1)
+
     def extra_repr(self) -> str:
         s = (
             f"{self.input_size}, num_modules={self.num_modules}, module_size={self.module_size}, k={self.k}, "
@@ -432,16 +445,21 @@ class RIMsCell(Cell):
         query = self.input_query(h).unflatten(-1, (self.input_heads, self.input_key_size))  # (B, n, H, d_k)
         # eq. (3): attention over [null, inputs]
         scores = input_scores(query, keys)  # (B, n, H, M)
-        probs = input_attention(scores)  # (B, n, H, 1 + M)
-        null_attention = probs[..., 0].mean(-1).detach()  # (B, n)
+        if scores.shape[-1] == 1:  # softmax([0, s]) = [1 - sigmoid(s), sigmoid(s)]: no concatenation
+            p_real = torch.sigmoid(scores)  # (B, n, H, 1)
+            null_attention = 1 - p_real.detach()[..., 0].mean(-1)  # (B, n)
+        else:
+            probs = input_attention(scores)  # (B, n, H, 1 + M)
+            p_real = probs[..., 1:]  # (B, n, H, M)
+            null_attention = probs[..., 0].mean(-1).detach()  # (B, n)
         # eq. (5): the active set S_t
         if self.selection == "null":
             active = top_k_mask(-null_attention, self.k)
         else:
             active = top_k_mask(torch.logsumexp(scores.detach(), -1).mean(-1), self.k)
         # eq. (4): the read A_k, input dropout on the attention probabilities
-        p_in = F.dropout(probs[..., 1:], self.input_dropout, self.training)  # (B, n, H, M)
-        read = F.dropout(attention_read(p_in, values), self.dropout, self.training)  # (B, n, H * d_v)
+        p_in = _dropout(p_real, self.input_dropout, self.training)  # (B, n, H, M)
+        read = _dropout(attention_read(p_in, values), self.dropout, self.training)  # (B, n, H * d_v)
         # eq. (6): dynamics for the active modules, the old state for the others
         m = active.unsqueeze(-1)  # (B, n, 1)
         if isinstance(state, RIMsState):
@@ -452,15 +470,23 @@ class RIMsCell(Cell):
         h_tilde = torch.where(m, h_dyn, h)  # (B, n, hs)
         # eq. (7): communication among modules, residual on the active ones
         offered = offered_states(h_dyn, active) if self.inactive_comm == "proposed" else h_tilde  # (B, n, hs)
-        Hc = self.comm_heads
-        q = self.comm_query(h_tilde).unflatten(-1, (Hc, self.comm_key_size)).transpose(1, 2)  # (B, Hc, n, d)
-        k = self.comm_key(offered).unflatten(-1, (Hc, self.comm_key_size)).transpose(1, 2)  # (B, Hc, n, d)
-        v = self.comm_value(offered).unflatten(-1, (Hc, self.comm_value_size)).transpose(1, 2)  # (B, Hc, n, dv)
+        Hc, dk, dv = self.comm_heads, self.comm_key_size, self.comm_value_size
+        # Q, K and V in one grouped matmul of what modules offer: an active module offers h̃_k, so its query is
+        # Q^c_k = h̃_k W^{cq}_k; an inactive module's query result is discarded by the final where (no gradient)
+        qkv = grouped_matmul(offered, self.comm_qkv_weight())  # (B, n, Hc * (2 dk + dv))
+        q, k, v = qkv.split([Hc * dk, Hc * dk, Hc * dv], -1)
+        q = q.unflatten(-1, (Hc, dk)).transpose(1, 2)  # (B, Hc, n, dk)
+        k = k.unflatten(-1, (Hc, dk)).transpose(1, 2)  # (B, Hc, n, dk)
+        v = v.unflatten(-1, (Hc, dv)).transpose(1, 2)  # (B, Hc, n, dv)
         comm = communication_attention(q, k, v, self.comm_dropout, self.training)  # (B, Hc, n, dv)
-        comm = comm.transpose(1, 2).reshape(B, n, Hc * self.comm_value_size)  # (B, n, Hc * dv)
-        out = F.dropout(self.comm_output(comm), self.dropout, self.training)  # (B, n, hs)
-        if self.comm_output_kind == "gated_tanh":
-            out = gated_tanh(out, self.comm_gate(comm))  # (B, n, hs)
+        comm = comm.transpose(1, 2).reshape(B, n, Hc * dv)  # (B, n, Hc * dv)
+        if self.comm_output_kind == "gated_tanh":  # output and gate in one matmul
+            weight = torch.cat([self.comm_output.weight, self.comm_gate.weight], 0)  # (2 hs, Hc * dv)
+            bias = torch.cat([self.comm_output.bias, self.comm_gate.bias], 0)  # (2 hs,)
+            value, gate = F.linear(comm, weight, bias).chunk(2, -1)  # (B, n, hs) each
+            out = gated_tanh(_dropout(value, self.dropout, self.training), gate)  # (B, n, hs)
+        else:
+            out = _dropout(self.comm_output(comm), self.dropout, self.training)  # (B, n, hs)
         h_new = torch.where(m, h_tilde + out, h)  # (B, n, hs)
         new_state = RIMsState(h_new, c_new) if isinstance(state, RIMsState) else RIMsGRUState(h_new)
         return RIMsStep(h_new.flatten(1), active, null_attention), new_state  # y: (B, n * hs)
