@@ -1,4 +1,4 @@
-"""The RIMs/BRIMs differences table (docs/rims_differences.md): every behaviour-changing row names a test that exists."""
+"""The RIMs/BRIMs differences table (docs/rims_differences.md): behaviour-changing rows name existing tests."""
 
 from __future__ import annotations
 
