@@ -51,10 +51,13 @@ from mnemonet.training.run import CONFIG_FILE
 from mnemonet.training.trainer import Trainer
 
 ARMS = {  # label -> preset (100-unit GRU, Tmax 20, 10 classes; they differ only in the curriculum)
-    "DeCu": "delayed_recall_gru-small",
+    "DeCu": "delayed_recall_gru-small",  # threshold rule: next stage after an evaluation at >= 90 %
+    "DeCu fixed": "delayed_recall_gru_decu_schedule-small",  # the authors' fixed step schedule
     "VoCu": "delayed_recall_gru_vocu-small",
+    "VoCu fixed": "delayed_recall_gru_vocu_schedule-small",
     "none": "delayed_recall_gru_nocu-small",
 }
+KEEP_EVERY = 250  # a checkpoint kept every so many steps, for the over-training analysis
 # fine-tune arm -> (regulariser kind, λ); None is the λ = 0 control (same fine-tune, no extra loss)
 FINETUNES: dict[str, tuple[str, float] | None] = {
     "λ=0": None,
@@ -232,14 +235,20 @@ def full_task_from(run_dir: Path) -> int:
     return max((int(r["step"]) for r in records if r.get("stage", 0) < last), default=0)
 
 
+def train_one(arm: str, seed: int, s: Settings) -> dict:
+    """Train one arm and seed (or find it done), keeping a checkpoint every ``KEEP_EVERY`` steps."""
+    keep = max(1, min(KEEP_EVERY, s.steps // 4))
+    overrides = [f"trainer.steps={s.steps}", f"trainer.checkpoint_every={keep}", "trainer.tensorboard=false",
+                 f"trainer.keep_checkpoints={s.steps // keep + 1}"]  # fmt: skip
+    return run_arm(ARMS[arm], arm.replace(" ", "_"), seed, s.root / "train", overrides, threads=1)
+
+
 def train_arms(s: Settings) -> dict[str, list[dict]]:
     """Every arm x seed trained (or found done), evaluated; ``{arm: [record per seed]}``."""
-    overrides = [f"trainer.steps={s.steps}", f"trainer.checkpoint_every={s.steps // 2}"]
-    overrides.append("trainer.tensorboard=false")
     results: dict[str, list[dict]] = {}
     for arm, preset in ARMS.items():
         for seed in s.seeds:
-            record = run_arm(preset, arm, seed, s.root / "train", overrides, threads=1)
+            record = train_one(arm, seed, s)
             run = load_run(record["run"], "last")
             stage = run.task.state_dict()
             t0 = time.perf_counter()
@@ -749,11 +758,16 @@ sign-flip p over the {n} pairs; with {n} pairs the smallest possible p is {2 / 2
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, few steps: a one-minute smoke run")
-    parser.add_argument("--train-only", action="store_true", help="train and evaluate the arms only")
+    parser.add_argument("--train-only", action="store_true", help="train the arms only (no evaluation)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     s = settings(args.quick)
     t0 = time.perf_counter()
+    if args.train_only:  # training alone, one run at a time, each arm's seeds in turn
+        for seed, arm in itertools.product(s.seeds, ARMS):
+            rec = train_one(arm, seed, s)
+            print(f"{arm} s{seed}: {rec['seconds']:.0f}s", flush=True)
+        return
     results = train_arms(s)
     ft = {} if args.train_only else finetune_all(results, s)
     this = time.perf_counter() - t0

@@ -5,7 +5,15 @@ digits, character language modelling; vocabulary, delay and length curricula. Bu
 from mnemonet.tasks.base import Batch, Curriculum, Task
 from mnemonet.tasks.bits import AssociativeRecallTask, BitTask, CopyTask, RepeatCopyTask
 from mnemonet.tasks.char_lm import CharLMTask, sample_from_logits, sample_text
-from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, ThresholdCurriculum, VocabularyCurriculum
+from mnemonet.tasks.curricula import (
+    DelayCurriculum,
+    DelaySchedule,
+    LengthCurriculum,
+    ScheduledCurriculum,
+    ThresholdCurriculum,
+    VocabularyCurriculum,
+    VocabularySchedule,
+)
 from mnemonet.tasks.data import (
     CharVocab,
     ImageData,
@@ -30,15 +38,18 @@ __all__ = [
     "CopyTask",
     "Curriculum",
     "DelayCurriculum",
+    "DelaySchedule",
     "DelayedRecallTask",
     "ImageData",
     "LengthCurriculum",
+    "ScheduledCurriculum",
     "RepeatCopyTask",
     "SequentialDigitsTask",
     "Task",
     "TextSplits",
     "ThresholdCurriculum",
     "VocabularyCurriculum",
+    "VocabularySchedule",
     "available_curricula",
     "available_tasks",
     "evaluate_delays",

@@ -14,7 +14,13 @@ from mnemonet._checks import did_you_mean
 from mnemonet.tasks.base import Curriculum, Task
 from mnemonet.tasks.bits import AssociativeRecallTask, CopyTask, RepeatCopyTask
 from mnemonet.tasks.char_lm import CharLMTask
-from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, VocabularyCurriculum
+from mnemonet.tasks.curricula import (
+    DelayCurriculum,
+    DelaySchedule,
+    LengthCurriculum,
+    VocabularyCurriculum,
+    VocabularySchedule,
+)
 from mnemonet.tasks.delayed_recall import DelayedRecallTask
 from mnemonet.tasks.digits import SequentialDigitsTask
 
@@ -32,6 +38,8 @@ CURRICULA: dict[str, type[Curriculum]] = {
     "vocu": VocabularyCurriculum,
     "delay": DelayCurriculum,
     "decu": DelayCurriculum,
+    "decu_schedule": DelaySchedule,
+    "vocu_schedule": VocabularySchedule,
     "length": LengthCurriculum,
 }
 

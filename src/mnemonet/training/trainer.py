@@ -178,6 +178,8 @@ class Trainer:
         cfg = self.config
         lr = lr_at(self.step, cfg)
         set_lr(self.optimizer, lr)
+        if self.curriculum is not None and self.curriculum.at_step(self.step, cfg.steps):
+            self.best, self.best_step, self.evals_since_best = None, None, 0  # a new stage, as after observe
         batch = self.task.sample(cfg.batch_size, self.generator, "train").to(self.device)
         self.net.train()
         state = self._carried_state(batch, self.carry) if self.task.stateful else None
