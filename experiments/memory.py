@@ -246,7 +246,7 @@ def train_one(arm: str, seed: int, s: Settings) -> dict:
 def train_arms(s: Settings) -> dict[str, list[dict]]:
     """Every arm x seed trained (or found done), evaluated; ``{arm: [record per seed]}``."""
     results: dict[str, list[dict]] = {}
-    for arm, preset in ARMS.items():
+    for arm, _preset in ARMS.items():
         for seed in s.seeds:
             record = train_one(arm, seed, s)
             run = load_run(record["run"], "last")

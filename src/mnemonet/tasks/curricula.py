@@ -14,6 +14,7 @@ schedules (:class:`ScheduledCurriculum`), moving at :meth:`~mnemonet.tasks.base.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -257,7 +258,7 @@ class ScheduledCurriculum(Curriculum):
         values, starts = [int(v) for v in values], [float(f) for f in starts]
         if not values or len(values) != len(starts):
             raise ValueError(f"starts: expected one fraction per value ({len(values)}), got {len(starts)}")
-        if starts[0] != 0.0 or any(b <= a for a, b in zip(starts, starts[1:], strict=False)) or starts[-1] >= 1:
+        if starts[0] != 0.0 or any(b <= a for a, b in itertools.pairwise(starts)) or starts[-1] >= 1:
             raise ValueError(f"starts: expected increasing fractions from 0 and below 1, got {starts}")
         self.task = task
         self.values = values
@@ -337,9 +338,7 @@ class DelaySchedule(ScheduledCurriculum):
 
     knob = "window"
 
-    def __init__(
-        self, task: Task, windows: list[int] | None = None, starts: list[float] | None = None
-    ) -> None:
+    def __init__(self, task: Task, windows: list[int] | None = None, starts: list[float] | None = None) -> None:
         if not all(hasattr(task, a) for a in ("window", "t_max", "min_gap")):
             raise ValueError(f"task: DelaySchedule needs a task with window and t_max, got {type(task).__name__}")
         lo, hi = task.min_gap + 1, task.t_max
@@ -372,9 +371,7 @@ class VocabularySchedule(ScheduledCurriculum):
 
     knob = "classes"
 
-    def __init__(
-        self, task: Task, classes: list[int] | None = None, starts: list[float] | None = None
-    ) -> None:
+    def __init__(self, task: Task, classes: list[int] | None = None, starts: list[float] | None = None) -> None:
         if not hasattr(task, "num_classes") or not hasattr(task, "max_classes"):
             raise ValueError(f"task: VocabularySchedule needs a task with num_classes, got {type(task).__name__}")
         classes = list(VOCU_CLASSES if classes is None else classes)
