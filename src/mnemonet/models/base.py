@@ -47,6 +47,31 @@ class _Stateful(nn.Module):
         """Inverse of :meth:`flatten_state`: `[B, S]` -> state."""
         return st.unflatten(vec, self._template(vec.device, vec.dtype))
 
+    state_limits: dict[str, float] = {}  # cells: |field| <= limit for every state the dynamics reach
+
+    def state_bounds(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """`[S]` lower and upper bounds of every flat state coordinate the dynamics can reach (±inf: unbounded).
+
+        A cell declares its bounded fields in ``state_limits`` (GRU and tanh RNN: ``{"h": 1.0}``, LSTM's h);
+        a model without its own limits takes those of the ``cell`` or ``core`` it wraps, else is unbounded.
+        Analysis uses them to tell states a network can visit from states it never can (saturated gates).
+        """
+        template = self._template(device, dtype)
+        child = getattr(self, "cell", None) or getattr(self, "core", None)
+        if not self.state_limits and isinstance(child, _Stateful) and child.state_size == self.state_size:
+            return child.state_bounds(device, dtype)
+        if self.state_limits and hasattr(template, "_fields"):
+            parts = [
+                torch.full_like(leaf, self.state_limits.get(name, float("inf"))).reshape(-1)
+                for name, leaf in zip(template._fields, template, strict=True)
+            ]
+            high = torch.cat(parts)  # (S,)
+        else:
+            high = torch.full((self.state_size,), float("inf"), device=device, dtype=dtype)
+        return -high, high
+
     def check_state(self, state: State, batch_size: int, name: str = "state") -> State:
         """Raise a ValueError unless ``state`` matches ``initial_state(batch_size)`` leaf by leaf."""
         template = self._template()

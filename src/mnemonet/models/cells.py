@@ -160,6 +160,7 @@ class RNNCell(_TorchLayoutCell):
         check_choice(nonlinearity, "nonlinearity", ("tanh", "relu", "softsign"))
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, **kwargs)
+        self.state_limits = {} if nonlinearity == "relu" else {"h": 1.0}  # tanh, softsign: |h| < 1
 
     def extra_repr(self) -> str:
         extra = "" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity!r}"
@@ -203,6 +204,8 @@ class LSTMCell(_TorchLayoutCell):
         forget_bias: if given, the forget gate's total bias starts at this value (e.g. 1.0,
             Gers et al. 2000; Jozefowicz et al. 2015).
     """
+
+    state_limits = {"h": 1.0}  # h = o ⊙ tanh(c); c is unbounded
 
     gates = 4
 
@@ -248,6 +251,8 @@ class GRUCell(_TorchLayoutCell):
 
     Args: see :class:`LSTMCell` (no forget_bias).
     """
+
+    state_limits = {"h": 1.0}  # h' is a convex mix of h and tanh(.): |h| < 1 from h0 = 0 on
 
     gates = 3
 
