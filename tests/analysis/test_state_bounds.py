@@ -35,4 +35,10 @@ def test_unbounded_cells_and_wrappers():
     assert bool(torch.isinf(high).all()) and bool((low == -high).all()) and high.dtype == torch.float64
     readout = mnemonet.models.Readout(mnemonet.build("gru", input_size=2, hidden_size=3), output_size=4)
     assert readout.state_bounds()[1].tolist() == [1.0, 1.0, 1.0]
-    assert math.isinf(float(mnemonet.build("dnc", input_size=2, output_size=2).state_bounds()[1].max()))
+    assert math.isinf(
+        float(
+            mnemonet.build("dnc", input_size=2, output_size=2, hidden_size=4, memory_size=3, word_size=2, num_reads=1)
+            .state_bounds()[1]
+            .max()
+        )
+    )

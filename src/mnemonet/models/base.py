@@ -8,7 +8,7 @@ through these four methods: ``F(h, I) = unflatten(step(I, unflatten_state(h))[1]
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +47,7 @@ class _Stateful(nn.Module):
         """Inverse of :meth:`flatten_state`: `[B, S]` -> state."""
         return st.unflatten(vec, self._template(vec.device, vec.dtype))
 
-    state_limits: dict[str, float] = {}  # cells: |field| <= limit for every state the dynamics reach
+    state_limits: ClassVar[dict[str, float]] = {}  # cells: |field| <= limit for every state the dynamics reach
 
     def state_bounds(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None

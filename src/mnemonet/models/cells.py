@@ -11,7 +11,7 @@ The factories ``rnn``, ``lstm``, ``gru`` build (stacked, bidirectional) models t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -205,7 +205,7 @@ class LSTMCell(_TorchLayoutCell):
             Gers et al. 2000; Jozefowicz et al. 2015).
     """
 
-    state_limits = {"h": 1.0}  # h = o ⊙ tanh(c); c is unbounded
+    state_limits: ClassVar[dict[str, float]] = {"h": 1.0}  # h = o ⊙ tanh(c); c is unbounded
 
     gates = 4
 
@@ -252,7 +252,7 @@ class GRUCell(_TorchLayoutCell):
     Args: see :class:`LSTMCell` (no forget_bias).
     """
 
-    state_limits = {"h": 1.0}  # h' is a convex mix of h and tanh(.): |h| < 1 from h0 = 0 on
+    state_limits: ClassVar[dict[str, float]] = {"h": 1.0}  # h' is a convex mix of h and tanh(.): |h| < 1 from h0 = 0 on
 
     gates = 3
 
