@@ -109,8 +109,8 @@ def test_class_delay_is_the_one_halfway_between_chance_and_trained_accuracy():
 def test_analyze_delayed_recall_writes_figures_slow_points_and_report(recall_run, analysed):
     assert analysed == recall_run / "report.html"
     out = recall_run / "analysis"
-    for name in ("training_curves", "pca_2d", "pca_3d", "slow_points", "eigenvalues", "speed_vs_accuracy",
-                 "accuracy_vs_delay"):  # fmt: skip
+    for name in ("training_curves", "pca_2d", "pca_3d", "slow_points", "eigenvalues", "attractors",
+                 "speed_vs_accuracy", "accuracy_vs_delay"):  # fmt: skip
         assert (out / f"{name}.png").read_bytes().startswith(PNG), name
     points = SlowPoints.load(out / "slow_points.npz")
     assert len(points) >= 1 and points.states.shape[1] == 8 and points.eigenvalues is not None
@@ -118,15 +118,16 @@ def test_analyze_delayed_recall_writes_figures_slow_points_and_report(recall_run
     assert per_class.labels is not None
     page = _page(analysed)
     assert page.headings[0] == "Training curves"
-    for heading in ("Hidden-state PCA", "Slow points", "Slow-point speed vs accuracy", "Accuracy vs delay",
-                    "Run and analysis settings"):  # fmt: skip
+    for heading in ("Hidden-state PCA", "Slow points", "Attractors", "Slow-point speed vs accuracy",
+                    "Accuracy vs delay", "Run and analysis settings"):  # fmt: skip
         assert heading in page.headings
     assert "Module activity (RIMs / BRIMs)" not in page.headings  # a GRU has no module trace
-    assert len(page.images) == 7
+    assert len(page.images) == 8
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kind"] == "delayed_recall" and summary["checkpoint"] == "best"
     assert summary["trained_max_delay"] == 6 and set(summary["accuracy_vs_delay"]) == {"2", "4", "6", "9", "12"}
-    assert summary["class_delay"] in (9, 12) and summary["slow_points"] == len(points)
+    assert summary["class_delay"] in (9, 12) and summary["slow_points"]["distinct"] == len(points)
+    assert summary["attractors"] and "spearman_rho" in summary["speed_vs_accuracy"]
 
 
 def test_accuracy_vs_delay_matches_a_plain_loop(recall_run, analysed):

@@ -260,7 +260,7 @@ def speed_regularizer_from_trajectories(
             model, pool.mean(0), traj.end_of_delay(), traj.labels, generator=generator,
             compute_jacobians=False, **finder_kwargs,
         )  # fmt: skip
-        h_bar = points.states
+        h_bar = points.states.to(traj.states.dtype)  # polished points are float64
     if fresh_inputs:
         pool_cpu = pool.detach().cpu()
 

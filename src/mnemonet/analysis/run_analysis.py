@@ -280,7 +280,7 @@ def _delayed_recall(
         sections = analysis_sections(
             model, traj, out, input=_constant_input(task, model), class_accuracy=acc, accuracy_note=note,
             delay_curves={f"{name} (this run)": (list(curve), list(curve.values()))}, trained_max=trained_max,
-            seed=seed, finder_kwargs=finder_kwargs,
+            seed=seed, finder_kwargs=finder_kwargs, summary=summary,
         )  # fmt: skip
     points = SlowPoints.load(out / "slow_points.npz")
     summary.update(
@@ -289,8 +289,7 @@ def _delayed_recall(
         accuracy_vs_delay={str(d): a for d, a in curve.items()},
         class_delay=class_delay,
         class_accuracy=[None if math.isnan(a) else a for a in acc.tolist()],
-        slow_points=len(points),
-        stable_slow_points=None if points.eigenvalues is None else int(points.is_stable().sum()),
+        stable_slow_points=None if points.eigenvalues is None else int((points.is_stable() & points.in_bounds).sum()),
     )
     return sections
 
