@@ -176,53 +176,33 @@ def _pca_section(traj: Trajectories, out: Path) -> Section:
     )
 
 
-def _cores(model: Model) -> Iterator[Model]:
-    """The model, then what it wraps (``core`` of a readout), outermost first."""
-    seen: set[int] = set()
-    while model is not None and id(model) not in seen:
-        seen.add(id(model))
-        yield model
-        model = getattr(model, "core", None)
-
-
 def _trace_sections(model: Model, x: Tensor, lengths: Tensor | None, out: Path) -> list[Section]:
-    """RIMs/BRIMs module rasters and DNC memory maps, for whichever part of the model can be traced."""
-    from mnemonet.models import rims
-
+    """RIMs/BRIMs module rasters and DNC memory maps, from the traces the model offers (``model.trace``)."""
     x = x[:TRACE_TRIALS]
     lengths = None if lengths is None else lengths[:TRACE_TRIALS]
     first = "the first test sequence" + ("" if lengths is None else f" ({int(lengths[0])} steps)")
+    with torch.no_grad():
+        _, _, traces = model.trace(x, lengths=lengths)
     sections = []
-    for part in _cores(model):
-        try:
-            with torch.no_grad():
-                _, _, active = rims.run_with_trace(part, x, lengths=lengths)
-        except ValueError:  # not a Recurrent over a RIMs/BRIMs cell
-            pass
-        else:
-            from mnemonet.analysis.module_maps import plot_module_activity
+    active = next((v for k, v in traces.items() if k.split(".")[-1] == "active"), None)
+    if active is not None:
+        from mnemonet.analysis.module_maps import plot_module_activity
 
-            plot_module_activity(active, 0, path=out / "module_activity.png", title="Module activity")
-            rate = float(active.float().mean()) if active.numel() else float("nan")
-            sections.append(
-                Section(
-                    "Module activity (RIMs / BRIMs)",
-                    f"Which modules the input attention made active at each step of {first}; a filled cell is "
-                    f"an active module. Over {x.shape[0]} sequences, {100 * rate:.1f}% of module-steps were active.",
-                    [out / "module_activity.png"],
-                )
+        plot_module_activity(active, 0, path=out / "module_activity.png", title="Module activity")
+        rate = float(active.float().mean()) if active.numel() else float("nan")
+        sections.append(
+            Section(
+                "Module activity (RIMs / BRIMs)",
+                f"Which modules the input attention made active at each step of {first}; a filled cell is "
+                f"an active module. Over {x.shape[0]} sequences, {100 * rate:.1f}% of module-steps were active.",
+                [out / "module_activity.png"],
             )
-            break
-        try:
-            from mnemonet.models import dnc
-
-            with torch.no_grad():
-                _, _, trace = dnc.run_with_trace(part, x, lengths=lengths)
-        except (ImportError, ValueError):  # no DNC package, or not a DNC
-            continue
+        )
+    memory = {k.split(".")[-1]: v for k, v in traces.items()}
+    if "write_weights" in memory and "read_modes" in memory:
         from mnemonet.analysis.memory_maps import plot_memory_access
 
-        plot_memory_access(trace, 0, path=out / "memory_access.png", title="DNC memory access")
+        plot_memory_access(memory, 0, path=out / "memory_access.png", title="DNC memory access")
         sections.append(
             Section(
                 "Memory access (DNC)",
@@ -230,7 +210,6 @@ def _trace_sections(model: Model, x: Tensor, lengths: Tensor | None, out: Path) 
                 [out / "memory_access.png"],
             )
         )
-        break
     return sections
 
 
