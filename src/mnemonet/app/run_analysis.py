@@ -6,10 +6,10 @@ batches carry ``labels``, ``ts`` and ``ta`` (delayed recall) it runs the analysi
 (ICML 2019): accuracy vs delay, hidden-state PCA, slow points and their stability, per-class slow-point
 speed against per-class accuracy at a long delay; on any other task, a PCA of the hidden-state
 trajectories (coloured by class where the batches carry ``labels``). Models that can be traced get their
-maps too: RIMs / BRIMs module-activity rasters and DNC memory maps, found by trying the trace helpers on
-the model and on its ``core`` (the trained network under a readout). Everything lands in ``RUN/analysis/``
-with the report at ``RUN/report.html``; :func:`mnemonet.analysis.report.rebuild_report` re-renders it
-(``mnemonet report RUN``).
+maps too: RIMs / BRIMs module-activity rasters and DNC memory maps, from the named per-step tensors that
+``model.trace(x)`` returns (``"active"``; the DNC's write/read weightings, usage, gates and read modes).
+Everything lands in ``RUN/analysis/`` with the report at ``RUN/report.html``;
+:func:`mnemonet.analysis.report.rebuild_report` re-renders it (``mnemonet report RUN``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from mnemonet.analysis.trajectories import Trajectories, run_trajectories
 Model = Any
 SUMMARY_FILE = "summary.json"
 DELAY_FRACTIONS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)  # default delays, as multiples of the longest trained one
-TRACE_TRIALS = 4  # sequences run through the trace helpers (the first one is drawn)
+TRACE_TRIALS = 4  # sequences run through model.trace (the first one is drawn)
 GENERIC_TRIALS = 128  # at most this many sequences for the PCA of a task without delayed-recall phases
 
 
@@ -123,7 +123,7 @@ class _Steps:
 
 
 def _load(run_dir: Path, checkpoint: str, device: str | torch.device) -> tuple[Any, str]:
-    from mnemonet.training.run import load_run
+    from mnemonet.app.run import load_run
 
     if checkpoint == "best" and not (run_dir / "checkpoints" / "best.json").is_file():
         checkpoint = "last"  # a run that never evaluated has no best checkpoint
