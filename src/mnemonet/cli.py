@@ -398,8 +398,15 @@ def demo(
                  analyze=analyze_run)  # fmt: skip
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
-    """Entry point of the ``mnemonet`` script and ``python -m mnemonet``."""
+    """Entry point of the ``mnemonet`` script and ``python -m mnemonet``; warnings print as one ``warning:`` line."""
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     app(prog_name="mnemonet")
 
 

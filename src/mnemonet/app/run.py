@@ -279,7 +279,7 @@ def _train(config, out, resume, dev, progress, source, info, handle_signals) -> 
             try:
                 trainer.load(checkpoint)
             except CheckpointError as err:
-                raise CheckpointError(f"{err}{_older_checkpoints_hint(run_dir, checkpoint, err)}") from None
+                raise CheckpointError(f"{err}{_checkpoint_hint(run_dir, checkpoint, err)}") from None
         _prepare_extra(extra, run.model, config)
         # from here on the run folder changes
         trainer.run_dir = run_dir
@@ -310,11 +310,11 @@ def _train(config, out, resume, dev, progress, source, info, handle_signals) -> 
     return result, run
 
 
-def _older_checkpoints_hint(run_dir: Path, checkpoint: Path, err: CheckpointError) -> str:
+def _checkpoint_hint(run_dir: Path, checkpoint: Path, err: CheckpointError) -> str:
     """Where a checkpoint does not load: a damaged file can be set aside; a config change cannot be fixed so."""
     if "does not match the model" in str(err) or "has shape" in str(err) or "does not fit" in str(err):
-        return (f"; the run's config.yaml is unchanged: if you changed the model or task with --set, resume "
-                f"without that change, or start a new run with --set trainer.init_from={run_dir}")  # fmt: skip
+        return ("; the run is unchanged: if a --set changed the model's sizes, resume without it "
+                "(a different model needs a new run)")  # fmt: skip
     others = [p.name for p in list_checkpoints(run_dir / "checkpoints") if p != checkpoint]
     if others:
         return f"; older checkpoints: {', '.join(others)} (move the damaged one away to use them)"
