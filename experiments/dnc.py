@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from common import cached, markdown_table, mean_std, num_params, plot_curves, report_paths, run_arm
-from mnemonet.training import evaluate_run, load_config, load_run
+from mnemonet.app import evaluate_run, load_run
+from mnemonet.training import load_config
 from mnemonet.training.checkpoint import atomic_write_text
 
 SEEDS = (0, 1)
@@ -67,7 +68,7 @@ BENCH = (
 
 
 SPEED_NOTE = """How ours runs: in the paper's configuration (LSTM controller, one write head, dense links, no
-options) a whole sequence is one autograd node (`mnemonet.models.dnc.sequence.DNCSequence`): all T steps
+options) a whole sequence is one autograd node (`mnemonet.kernels.dnc_sequence.DNCSequence`): all T steps
 run in one `forward` and all T vector-Jacobian products in one hand-written `backward`, with the weight
 gradients of the controller and interface formed once per sequence as one matmul each. Every per-step
 result is written into buffers that are made once per shape, with their views, and reused by later calls,
@@ -160,7 +161,6 @@ def memory_figures(run_dir: str | Path, fig_dir: Path) -> list[tuple[Path, str]]
         ``(path, caption)`` per figure; the caption says how many bits of that sequence were wrong.
     """
     from mnemonet.analysis.memory_maps import plot_memory_access
-    from mnemonet.models.dnc import run_with_trace
     from mnemonet.tasks.scoring import bit_errors
 
     out = []
@@ -168,7 +168,7 @@ def memory_figures(run_dir: str | Path, fig_dir: Path) -> list[tuple[Path, str]]
         run = load_run(run_dir, "last", [f"task.test_length_range=[{length},{length}]"])
         batch = run.task.sample(1, torch.Generator().manual_seed(1234), "test")
         with torch.no_grad():
-            y, _, trace = run_with_trace(run.model, batch.x, lengths=batch.lengths)
+            y, _, trace = run.model.trace(batch.x, lengths=batch.lengths)
         wrong = int(bit_errors(y, batch.target, batch.weight)[0])
         path = fig_dir / f"memory_access_L{length}.png"
         title = f"copy DNC, seed {SEEDS[0]}, L = {length}: {wrong} wrong bits"
@@ -403,7 +403,7 @@ learning rate raised to 1e-3:
 
 ## What the trained copy DNC does with its memory
 
-`plot_memory_access` of `run_with_trace` on the seed-{SEEDS[0]} copy model: write weightings, read
+`plot_memory_access` of `model.trace` on the seed-{SEEDS[0]} copy model: write weightings, read
 weightings, usage, gates (allocation g^a, write g^w, free f) and read modes (backward b, content c,
 forward f) over time, for one held-out sequence of the trained length and one of twice that length.
 In these two maps the model uses the DNC's mechanisms as the paper describes: while the input arrives

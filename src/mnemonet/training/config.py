@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,15 +28,13 @@ from typing import Any
 import yaml
 
 from mnemonet._checks import did_you_mean
+from mnemonet.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "exponential", "linear")
 PROGRESS_MODES = ("auto", "bar", "lines", "off")
+MAX_LR = 1e6  # a learning rate at or above this overflows any update to inf
 TOP_LEVEL_KEYS = ("description", "extends", "model", "task", "curriculum", "trainer", "regularizer")
-
-
-class ConfigError(ValueError):
-    """A configuration key is unknown or its value is invalid; the message names the key."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,6 +122,16 @@ class TrainerConfig:
         recompute_statistics: before each held-out evaluation, re-estimate the population statistics of
             batch-normalised recurrent cells (BN-LSTM) over this many training batches, as Cooijmans et al.
             evaluate; 0 = use the running averages kept during training.
+        checkpoint_minutes: also write a checkpoint whenever this many minutes have passed since the last
+            one (null: only every ``checkpoint_every`` steps); for preemptible machines.
+        initial_state_noise: standard deviation of Gaussian noise added to every floating-point tensor of
+            the initial state of each training sequence (0: none). Cooijmans et al. (2017, section 5.1) add
+            it on sequential MNIST: with h0 = 0 and the first ~100 pixels equal across the batch, every
+            batch norm of the first steps sees zero variance and gradients explode. Evaluation starts from
+            the plain initial state.
+        init_from: a run folder (its best checkpoint, else its newest) or a checkpoint ``.json`` whose model
+            weights start this run (weights only: fresh optimiser, step 0), e.g. to fine-tune with a
+            regulariser; the model section must build the same shapes.
     """
 
     steps: int = 1000
@@ -154,6 +163,9 @@ class TrainerConfig:
     progress: str = "auto"
     find_unused_parameters: bool = False
     recompute_statistics: int = 0
+    checkpoint_minutes: float | None = None
+    initial_state_noise: float = 0.0
+    init_from: str | None = None
 
 
 @dataclass
@@ -346,6 +358,19 @@ def _check_range(value: Any, key: str, low: float | None = None, high: float | N
         raise ConfigError(f"{key}: expected a value in {lo}, {hi}, got {value!r}")
 
 
+def _check_finite(config: RunConfig) -> None:
+    """Every float of the trainer section is finite and the learning rates are below 1e6 (nothing trains above)."""
+    t = config.trainer
+    for f in dataclasses.fields(t):
+        value = getattr(t, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"trainer.{f.name}: expected a finite number, got {value!r}")
+    for key in ("lr", "min_lr"):
+        if getattr(t, key) >= MAX_LR:
+            raise ConfigError(f"trainer.{key}: {getattr(t, key):g} is far too large to train with; use a value "
+                              f"below {MAX_LR:g} (typical: 1e-4 to 1e-2)")  # fmt: skip
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check value ranges and choices; raise a ConfigError naming the first bad key."""
     t = config.trainer
@@ -371,6 +396,10 @@ def validate(config: RunConfig) -> RunConfig:
     _check_range(t.lr_decay, "trainer.lr_decay", 0, 1, open_low=True)
     if t.clip_norm is not None:
         _check_range(t.clip_norm, "trainer.clip_norm", 0, open_low=True)
+    if t.checkpoint_minutes is not None:
+        _check_range(t.checkpoint_minutes, "trainer.checkpoint_minutes", 0, open_low=True)
+    _check_range(t.initial_state_noise, "trainer.initial_state_noise", 0)
+    _check_finite(config)
     es = t.early_stopping
     if es.patience is not None:
         _check_range(es.patience, "trainer.early_stopping.patience", 1)
@@ -381,6 +410,8 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError("model.name: expected a model name such as 'gru', got null")
     if config.task.name is None:
         raise ConfigError("task.name: expected a task name such as 'delayed_recall', got null")
+    if "init_from" in config.model.kwargs:
+        raise ConfigError("model.init_from: renamed to trainer.init_from; write --set trainer.init_from=RUN")
     for bad in ("input_size", "output_size"):
         if bad in config.model.kwargs:
             raise ConfigError(f"model.{bad}: set by the task automatically; remove it from the config")
@@ -398,6 +429,56 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     if data.get("description") is None:
         data["description"] = ""
     return validate(_from_dict(RunConfig, data, ""))
+
+
+# ----------------------------------------------------------------------------------------------
+# presets: the YAML files shipped in mnemonet/configs/
+# ----------------------------------------------------------------------------------------------
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def preset_paths() -> dict[str, Path]:
+    """Preset name -> YAML path, for every ``*.yaml`` in the package's ``configs/`` folder.
+
+    A preset is named by its file stem; its ``description:`` key is the one-line summary
+    ``mnemonet presets`` prints. A preset may start from another with ``extends: NAME``.
+    """
+    if not PRESET_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(PRESET_DIR.glob("*.yaml"))}
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its one-line ``description`` (empty when the file has none or does not parse)."""
+    out = {}
+    for name, path in preset_paths().items():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            data = {}
+        desc = data.get("description", "") if isinstance(data, dict) else ""
+        out[name] = " ".join(str(desc or "").split())
+    return out
+
+
+def resolve(source: str | Path) -> Path:
+    """The YAML file behind a preset name or a path.
+
+    Raises:
+        ConfigError: neither a file nor a preset, naming the closest preset.
+    """
+    path = Path(source)
+    if path.is_file():
+        return path
+    presets = preset_paths()
+    name = str(source)
+    if name in presets:
+        return presets[name]
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        raise ConfigError(f"config: no such file {name!r}")
+    hint = did_you_mean(name, presets)
+    raise ConfigError(f"config: {name!r} is neither a YAML file nor a preset{hint} (see `mnemonet presets`)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -435,8 +516,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The raw dict of a preset name or YAML path, with ``extends: OTHER`` merged in (OTHER first)."""
-    from mnemonet.training.presets import resolve
-
     path = resolve(source)
     if str(path) in _seen:
         raise ConfigError(f"{path}: 'extends' forms a cycle ({' -> '.join(_seen)})")
@@ -467,5 +546,6 @@ def load_config(source: str | Path | dict[str, Any], overrides: typing.Sequence[
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "ConfigError", "CurriculumConfig", "EarlyStoppingConfig", "ModelConfig",
     "NamedConfig", "RegularizerConfig", "RunConfig", "TaskConfig", "TrainerConfig", "apply_overrides",
-    "config_from_dict", "load_config", "load_raw", "parse_override", "read_yaml", "validate",
+    "config_from_dict", "list_presets", "load_config", "load_raw", "parse_override", "preset_paths", "read_yaml",
+    "resolve", "validate",
 ]  # fmt: skip

@@ -4,9 +4,9 @@
 previous :class:`AccessState` (Graves et al. 2016, Methods, in the paper's order: usage from free gates,
 allocation, write weighting, erase and write, link and precedence, then read weightings and read vectors).
 :class:`MemoryAccess` adds the only parameters: the projection of the controller output onto ξ_t. In the
-paper's configuration (one write head, dense link, no options) it runs the same step as one autograd node
-with a hand-written backward (``fused.FusedAccessStep``, tested against :func:`access_step`); otherwise it
-runs :func:`access_step`.
+paper's configuration (one write head, dense link, no options) and with kernels enabled it runs the same
+step as one autograd node with a hand-written backward (``kernels.dnc_access.FusedAccessStep``, tested
+against :func:`access_step`); otherwise it runs :func:`access_step`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from mnemonet import kernels
 from mnemonet._checks import check_positive
+from mnemonet.kernels.dnc_access import FusedAccessStep
 from mnemonet.models.dnc import addressing as A
-from mnemonet.models.dnc.fused import FusedAccessStep
 from mnemonet.models.dnc.interface import Interface, interface_size, split_interface
 from mnemonet.models.dnc.sparse_link import sparse_directional_weights, sparse_link
 
@@ -266,13 +267,13 @@ class MemoryAccess(nn.Module):
             state: previous :class:`AccessState`.
             with_info: also return the step's :class:`AccessInfo` (else None).
             projection: computes ξ_t as ``projection(h, bias)`` with this module's weight (a
-                ``deferred.TimeShared`` over it, used by ``DNCCell.sequence``), or None for ``self.interface``.
+                ``kernels.time_shared.TimeShared`` over it, from ``DNCCell.prepare``), or None for ``self.interface``.
 
         Returns:
             (read vectors `[B, R, W]`, new state, step info or None).
         """
         xi = self.interface(h) if projection is None else projection(h, self.interface.bias)
-        if not self.uses_fused_step:
+        if not (kernels.is_enabled() and self.uses_fused_step):
             iface = split_interface(
                 xi, self.word_size, self.num_reads, self.num_writes, self.key_masking, self.link_sharpness
             )

@@ -1,4 +1,4 @@
-"""Analysing run folders end to end (tiny runs), and the memory_speed regulariser and model.init_from in training."""
+"""Analysing run folders end to end (tiny runs), and the memory_speed regulariser and trainer.init_from in training."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import torch
 
 from mnemonet.analysis.regularizers import answer_offset
 from mnemonet.analysis.report import load_sections, rebuild_report
-from mnemonet.analysis.run_analysis import analyze_run, default_delays, parse_delays, pick_class_delay
 from mnemonet.analysis.slow_points import SlowPoints
-from mnemonet.training import load_config, load_run, make_regularizer, train
+from mnemonet.app import load_run, train
+from mnemonet.app.run import build_run, init_from_run
+from mnemonet.app.run_analysis import analyze_run, default_delays, parse_delays, pick_class_delay
+from mnemonet.training import load_config, make_regularizer
 from mnemonet.training.checkpoint import CheckpointError, load_checkpoint
 from mnemonet.training.config import ConfigError
-from mnemonet.training.run import build_run, init_from_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TRAINER = {"batch_size": 8, "eval_every": 5, "eval_batches": 1, "checkpoint_every": 5, "tensorboard": False,
@@ -203,7 +204,7 @@ def test_not_a_run_and_bad_arguments_are_clear_errors(tmp_path, recall_run):
 
 
 # ----------------------------------------------------------------------------------------------
-# the memory_speed regulariser and model.init_from in training
+# the memory_speed regulariser and trainer.init_from in training
 # ----------------------------------------------------------------------------------------------
 
 
@@ -273,7 +274,7 @@ def test_finetune_preset_starts_from_a_run_and_resumes(tmp_path, recall_run):
     small = ["model.hidden_size=8", "task.t_max=7", "task.min_gap=2", "trainer.batch_size=8", "trainer.eval_every=2",
              "trainer.eval_batches=1", "trainer.checkpoint_every=2", "trainer.tensorboard=false", "trainer.threads=1",
              "trainer.device=cpu", "regularizer.num_trials=128", "regularizer.correct_only=false",
-             f"model.init_from={recall_run}"]  # fmt: skip
+             f"trainer.init_from={recall_run}"]  # fmt: skip
     cfg = load_config("delayed_recall_gru_finetune_speed-small", [*small, "trainer.steps=1", "trainer.lr=1e-12"])
     assert cfg.curriculum.name is None and cfg.regularizer.name == "memory_speed"
     _, run = train(cfg, out=tmp_path / "ft0", progress="off")
@@ -291,7 +292,7 @@ def test_finetune_preset_starts_from_a_run_and_resumes(tmp_path, recall_run):
 def test_init_from_errors(tmp_path, recall_run):
     model, _ = _model_and_task()
     assert init_from_run(model, recall_run) == recall_run / "checkpoints" / "best.json"
-    with pytest.raises(ConfigError, match=r"model\.init_from: .* is not a run folder"):
+    with pytest.raises(ConfigError, match=r"trainer\.init_from: .* is not a run folder"):
         init_from_run(model, tmp_path)
     with pytest.raises(ConfigError, match=r"expected a run folder or a checkpoint \.json"):
         init_from_run(model, tmp_path / "missing")
