@@ -306,7 +306,8 @@ def analysis_sections(
                 "Attractors",
                 f"Running the network forward for {attractor_steps} steps under I from the {len(ends)} end-of-delay "
                 f"states, merging the ends within 0.01 and polishing each in float64 gave {len(att.points)} "
-                f"attractor(s).\n\n" + "; ".join(rows) + ".",
+                f"attractor(s); {int((att.basin < 0).sum())} trajectories had not settled on one."
+                + ("\n\n" + "; ".join(rows) + "." if rows else ""),
                 [out / "attractors.png"],
             )
         )

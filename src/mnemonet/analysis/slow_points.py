@@ -594,7 +594,8 @@ class Attractors:
 
     Attributes:
         points: the attractors as polished fixed points (:class:`SlowPoints`, with Jacobians), by basin size.
-        basin: `[N]` int64 index into ``points`` of the attractor each start ended at.
+        basin: `[N]` int64 index into ``points`` of the attractor each start ended at, −1 for a start whose
+            trajectory had not settled (its end did not polish to an in-bounds fixed point).
         end_speeds: `[N]` q at each trajectory's end (before polishing): how settled it was.
     """
 
@@ -603,7 +604,8 @@ class Attractors:
     end_speeds: Tensor
 
     def basin_share(self, labels: Tensor, num_classes: int | None = None) -> Tensor:
-        """`[A, C]` fraction of each class's starts that ended at each attractor (columns sum to 1).
+        """`[A, C]` fraction of each class's starts that ended at each attractor (unsettled starts count in the
+        denominator, so a column sums to the class's settled fraction).
 
         Args:
             labels: `[N]` int64 class of each start.
@@ -612,9 +614,9 @@ class Attractors:
         check_tensor(labels, "labels", (self.basin.shape[0],), floating=False)
         labels = labels.long().cpu()
         C = int(labels.max()) + 1 if num_classes is None else num_classes
-        counts = torch.zeros(len(self.points), C, dtype=torch.float64)
+        counts = torch.zeros(len(self.points) + 1, C, dtype=torch.float64)  # last row: not settled
         counts.index_put_((self.basin, labels), torch.ones(labels.shape[0], dtype=torch.float64), accumulate=True)
-        return counts / counts.sum(0, keepdim=True).clamp_min(1)
+        return (counts / counts.sum(0, keepdim=True).clamp_min(1))[:-1]
 
 
 def find_attractors(
@@ -631,9 +633,10 @@ def find_attractors(
 
     Every start runs ``steps`` steps of h ← F(h, I) (batched, no gradient). The end points are merged
     greedily (a cluster is every end within ``merge_tol`` of its first, slowest member), and each
-    cluster's slowest end is polished to a fixed point by :func:`polish_fixed_points`; its ``stop_reason``
-    says whether it converged. A trajectory still moving at the end (a slow drift or a cycle) is put with
-    the nearest cluster like any other, so check ``end_speeds``.
+    cluster's slowest end is polished to a fixed point by :func:`polish_fixed_points`; polished points within
+    ``merge_tol`` are merged again (slowly settling ends of one attractor). Only clusters whose end polishes
+    to an in-bounds fixed point are attractors; a trajectory still on its way elsewhere (a slow drift, a
+    cycle, an end that polishes out of bounds) gets basin −1.
 
     Args:
         model: any model satisfying the contract (eval mode).
@@ -700,6 +703,13 @@ def find_attractors(
     box = _bounds(model, dtype, device)
     if box is not None:
         reason = torch.where(_outside(polished.to(device, dtype), box).cpu(), OUT_OF_BOUNDS, reason)
-    points = SlowPoints(states=polished, speeds=q, converged=ok, origin=torch.as_tensor(centres)[rank],
-                        iterations=used + steps, stop_reason=reason, input=x[0].detach().cpu())  # fmt: skip
-    return Attractors(points.compute_jacobians(model, t=t), basin, end_q)
+    real = torch.nonzero(reason == CONVERGED).flatten()  # the rest were still on their way: not attractors
+    index = torch.full((len(reason),), -1, dtype=torch.int64)
+    index[real] = torch.arange(real.numel())
+    basin = index[basin]
+    points = SlowPoints(states=polished[real], speeds=q[real], converged=ok[real],
+                        origin=torch.as_tensor(centres)[rank][real], iterations=used[real] + steps,
+                        stop_reason=reason[real], input=x[0].detach().cpu())  # fmt: skip
+    if len(points):
+        points = points.compute_jacobians(model, t=t)
+    return Attractors(points, basin, end_q)
