@@ -12,7 +12,6 @@ class's slow point over the kept checkpoints of seed 0. Every evaluation is cach
 
 from __future__ import annotations
 
-import itertools
 import math
 import platform
 import statistics
@@ -26,6 +25,7 @@ import torch
 from common import cached, markdown_table, mean_std
 from memory import ARMS, KEEP_EVERY, full_task, settings
 from mnemonet.analysis import answer_offset, per_class_accuracy, run_trajectories, speed_vs_accuracy
+from mnemonet.analysis.over_training import class_speeds_over_training, drop_when_classes_added, plot_over_training
 from mnemonet.analysis.slow_points import find_attractors, find_slow_points
 from mnemonet.analysis.speed import class_slow_points
 from mnemonet.app import load_run
@@ -125,61 +125,18 @@ def evaluate(run_dir: Path) -> dict[str, Any]:
 def over_training(run_dir: Path, delay: int = 40) -> list[dict[str, Any]]:
     """Per kept checkpoint: the step, the curriculum stage, each class's slow-point speed and its accuracy."""
 
-    def compute() -> list[dict[str, Any]]:
-        rows = []
+    def checkpoints():
         for ck in list_checkpoints(run_dir / "checkpoints"):
             run = load_run(run_dir, str(ck))
-            model, task = run.model.eval(), run.task  # the stage the run was at (classes, window)
-            classes = task.num_classes
-            full = full_task(task)
-            g = torch.Generator().manual_seed(SLOW_SEED)
-            b = full.sample(SLOW_TRIALS, g, "test")
-            traj = run_trajectories(model, b.x, labels=b.info["labels"], ts=b.info["ts"], ta=b.info["ta"],
-                                    answer_offset=answer_offset(b))  # fmt: skip
-            x = torch.full((model.input_size,), float(full.noise_mean))
-            x[full.image_size] = 0.0
-            per = class_slow_points(model, x, traj.end_of_delay(), traj.labels, per_class=8, noise=0.01,
-                                    generator=g, compute_jacobians=False, max_steps=500)  # fmt: skip
-            speeds = [math.nan] * full.max_classes
-            for c, q in zip(per.labels.tolist(), per.speeds.tolist(), strict=True):
-                speeds[c] = q
-            acc = accuracy(model, full, (delay,))[str(delay)]["per_class"]
-            rows.append({"step": int(ck.stem.split("_")[1]), "classes": classes, "window": task.window,
-                         "speeds": speeds, "accuracy": acc})  # fmt: skip
-        return rows
+            yield int(ck.stem.split("_")[1]), run.model, run.task
 
-    return cached(run_dir / "eval_over_training.json", {"delay": delay, "v": 1}, compute)
+    return cached(run_dir / "eval_over_training.json", {"delay": delay, "v": 1},
+                  lambda: class_speeds_over_training(checkpoints(), delay, SLOW_TRIALS, seed=SLOW_SEED))  # fmt: skip
 
 
 def _fmt_pct(values: Sequence[float]) -> str:
     m, s = mean_std([100 * v for v in values])
     return f"{m:.1f} ± {s:.1f}"
-
-
-def plot_over_training(rows_by_arm: dict[str, list[dict]], path: Path) -> Path:
-    """One panel per arm: each class's slow-point speed (log) across training, stage changes dashed."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.0, 2.2 * len(rows_by_arm)), layout="constrained")
-    axes = fig.subplots(len(rows_by_arm), 1, squeeze=False)[:, 0]
-    for ax, (arm, rows) in zip(axes, rows_by_arm.items(), strict=True):
-        steps = [r["step"] for r in rows]
-        for c in range(len(rows[0]["speeds"])):
-            q = [r["speeds"][c] for r in rows]
-            ax.plot(steps, q, marker="o", ms=3, lw=1, label=f"digit {c}", color=f"C{c}")
-        for a, b in itertools.pairwise(rows):
-            if (a["classes"], a["window"]) != (b["classes"], b["window"]):
-                ax.axvline(b["step"], color="0.6", ls="--", lw=0.8)
-        ax.set_yscale("log")
-        ax.set_title(f"{arm} (seed 0); dashed: a curriculum stage began at or before this checkpoint", fontsize=8)
-        ax.set_ylabel("slow-point speed q")
-    axes[-1].set_xlabel("training step")
-    axes[0].legend(ncol=5, fontsize=6, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    fig.savefig(path.with_suffix(".pdf"))
-    fig.savefig(path.with_suffix(".svg"))
-    return path
 
 
 def plot_accuracy(results: dict[str, list[dict]], path: Path) -> Path:
@@ -202,20 +159,6 @@ def plot_accuracy(results: dict[str, list[dict]], path: Path) -> Path:
     fig.savefig(path.with_suffix(".pdf"))
     fig.savefig(path.with_suffix(".svg"))
     return path
-
-
-def paired_drop(rows: list[dict]) -> tuple[int, int, float]:
-    """VoCu: at each checkpoint where classes were added, how many old classes lost accuracy (sign test p)."""
-    drops = ups = 0
-    for a, b in itertools.pairwise(rows):
-        if b["classes"] > a["classes"]:
-            for c in range(a["classes"]):
-                d = b["accuracy"][c] - a["accuracy"][c]
-                drops += d < 0
-                ups += d > 0
-    n = drops + ups
-    p = sum(math.comb(n, k) for k in range(drops, n + 1)) / 2**n if n else math.nan
-    return drops, ups, p
 
 
 def write_doc(results: dict[str, list[dict]], over: dict[str, list[dict]], seconds: float, doc: Path) -> Path:
@@ -331,7 +274,8 @@ def write_doc(results: dict[str, list[dict]], over: dict[str, list[dict]], secon
     ]
     for arm, rows_ in over.items():
         if "VoCu" in arm:
-            drops, ups, p = paired_drop(rows_)
+            t = drop_when_classes_added(rows_)
+            drops, ups, p = t["drops"], t["gains"], t["p"]
             lines.append(
                 f"- {arm}: at checkpoints where digits were added, {drops} old digits lost accuracy at delay 40 and"
                 f" {ups} gained (one-sided sign test p = {p:.3g})."

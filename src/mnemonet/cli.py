@@ -203,17 +203,29 @@ def analyze(
     device: Annotated[str | None, typer.Option("--device", help="cpu (default), cuda or cuda:N.")] = None,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    over_training: Annotated[
+        bool,
+        typer.Option(help="Follow each class's slow point over the run's kept checkpoints instead (delayed recall)."),
+    ] = False,
 ) -> None:
     """Analyse a trained run: figures, slow points and a self-contained report.html.
 
     Writes RUN/analysis/ (PNG figures, slow_points.npz, summary.json) and RUN/report.html: training
     curves, hidden-state PCA, and for delayed recall accuracy vs delay, slow points and slow-point speed
     vs per-class accuracy; module rasters (RIMs/BRIMs) and memory maps (DNC) where the model has them.
+    With --over-training: each class's slow point and accuracy at every kept checkpoint (the paper's Fig. 5),
+    in analysis/over_training.{json,png} and a report section.
     """
-    from mnemonet.app.run_analysis import analyze_run, parse_delays
+    from mnemonet.app.run_analysis import analyze_over_training, analyze_run, parse_delays
     from mnemonet.training.device import choose_device, num_threads
 
     _require_run(run)
+    if over_training:
+        dev = _run_guarded(choose_device, device or "cpu")
+        with num_threads(threads):
+            path = _run_guarded(analyze_over_training, run, None, min(trials, 300), seed, device=dev)
+        typer.echo(f"report: {path}")
+        return
     chosen = _run_guarded(parse_delays, delays) if delays is not None else None
     dev = _run_guarded(choose_device, device or "cpu")
     with num_threads(threads):

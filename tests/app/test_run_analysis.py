@@ -308,3 +308,15 @@ def test_parse_positive_ints_is_shared_and_names_its_argument():
     for bad in ["", "0", "1,-2", "two"]:
         with pytest.raises(ValueError, match="--threads: expected comma-separated integers >= 1 such as 1,2"):
             parse_positive_ints(bad, "--threads")
+
+
+def test_over_training_follows_every_kept_checkpoint(recall_run, analysed):
+    from mnemonet.app.run_analysis import analyze_over_training
+
+    page = analyze_over_training(recall_run, delay=9, trials=32, max_steps=20)
+    data = json.loads((recall_run / "analysis" / "over_training.json").read_text())
+    assert [r["step"] for r in data["rows"]] == [5, 10] and data["delay"] == 9
+    assert all(len(r["speeds"]) == len(r["accuracy"]) == 10 for r in data["rows"])
+    for suffix in ("png", "pdf", "svg"):
+        assert (recall_run / "analysis" / f"over_training.{suffix}").stat().st_size > 0
+    assert "Slow points over training" in _page(page).headings

@@ -14,6 +14,7 @@ Everything lands in ``RUN/analysis/`` with the report at ``RUN/report.html``;
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -366,6 +367,75 @@ def analyze_run(
     return path
 
 
+def analyze_over_training(
+    run_dir: str | Path,
+    delay: int | None = None,
+    trials: int = 300,
+    seed: int = 0,
+    max_steps: int = 500,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Slow points over training (the paper's Fig. 5) from a delayed-recall run's kept checkpoints.
+
+    Loads every step checkpoint in ``RUN/checkpoints`` (keep them with ``trainer.checkpoint_every=N`` and a
+    large ``trainer.keep_checkpoints``), follows each class's slow point and accuracy at ``delay``
+    (:func:`mnemonet.analysis.over_training.class_speeds_over_training`), writes
+    ``analysis/over_training.json`` and ``analysis/over_training.png`` (+ PDF, SVG), adds a report section and
+    re-renders ``report.html``.
+
+    Args:
+        run_dir: the run folder.
+        delay: the delay of the per-class accuracy; default twice the longest trained delay.
+        trials, seed, max_steps: trials per measurement, their seed, Adam steps of each search.
+        device: where to run the models.
+
+    Returns:
+        The path of ``report.html``.
+    """
+    from mnemonet.analysis.over_training import class_speeds_over_training, drop_when_classes_added, plot_over_training
+    from mnemonet.analysis.report import load_sections, rebuild_report
+    from mnemonet.training.checkpoint import atomic_write_text, list_checkpoints
+    from mnemonet.training.config import ConfigError
+
+    run_dir = Path(run_dir).resolve()
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise ConfigError(f"{run_dir}: no step checkpoints to follow over training")
+    first = _load(run_dir, str(found[0]), device)[0]
+    if not _samples_delays(first.task):
+        raise ConfigError(f"{run_dir}: --over-training needs a delayed-recall run, got task {first.config.task.name}")
+    delay = 2 * (int(first.task.t_max) - 1) if delay is None else int(delay)
+
+    def loaded() -> Iterator[tuple[int, Model, Any]]:
+        for path in found:
+            run = _load(run_dir, str(path), device)[0]
+            yield run.step, run.model, run.task
+
+    rows = class_speeds_over_training(loaded(), delay, trials=trials, max_steps=max_steps, seed=seed)
+    out = run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    test = drop_when_classes_added(rows)
+    atomic_write_text(out / "over_training.json", json.dumps({"delay": delay, "rows": rows, "drop_test": test},
+                                                             indent=1) + "\n")  # fmt: skip
+    plot_over_training({run_dir.name: rows}, out / "over_training.png")
+    stages = sum(1 for a, b in itertools.pairwise(rows) if (a["classes"], a["window"]) != (b["classes"], b["window"]))
+    text = (
+        f"Each class's slow point (the in-bounds point with the lowest q of 8 searches, {max_steps} Adam steps and a "
+        f"float64 polish) at each of the {len(rows)} kept checkpoints, and each class's accuracy at delay {delay}; "
+        f"{stages} checkpoints fall in a new curriculum stage (dashed). "
+    )
+    if test["drops"] + test["gains"]:
+        text += (
+            f"Where classes were added, {test['drops']} old classes lost accuracy and {test['gains']} gained "
+            f"(one-sided sign test p = {test['p']:.3g}). "
+        )
+    text += "Numbers in analysis/over_training.json."
+    sections = [s for s in load_sections(run_dir) if s.title != "Slow points over training"]
+    sections.append(Section("Slow points over training", text, [out / "over_training.png"]))
+    save_sections(run_dir, sections)
+    return rebuild_report(run_dir)
+
+
 def _settings_section(run: Any, used: str, asked: str, trials: int, seed: int, summary: Mapping[str, Any]) -> Section:
     desc = " ".join(str(run.config.description).split())
     fallback = " (no best checkpoint: the run never evaluated)" if used != asked else ""
@@ -379,4 +449,11 @@ def _settings_section(run: Any, used: str, asked: str, trials: int, seed: int, s
     return Section("Run and analysis settings", text + (f"\n\n{desc}" if desc else ""))
 
 
-__all__ = ["DELAY_FRACTIONS", "analyze_run", "default_delays", "parse_delays", "pick_class_delay"]
+__all__ = [
+    "DELAY_FRACTIONS",
+    "analyze_over_training",
+    "analyze_run",
+    "default_delays",
+    "parse_delays",
+    "pick_class_delay",
+]
