@@ -76,8 +76,14 @@ def plot_module_activity(
         if row < L - 1:
             ax.set_xticklabels([])
     axes[-1].set_xlabel("time step")
+    from matplotlib.patches import Patch
+
+    axes[0].legend(handles=[Patch(color=cmap(1), label="active"), Patch(color=cmap(0), ec="0.7", label="inactive")],
+                   fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # fmt: skip
     fig.suptitle(title or "module activity")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        from mnemonet.analysis.plots import save_figure
+
+        save_figure(fig, path, dpi=120)
     return fig
