@@ -145,3 +145,20 @@ def test_schedule_scales_to_any_length_and_clips_to_the_task():
     assert [cur.stage_at(s, 700) for s in (99, 100, 149, 150, 200, 699)] == [0, 1, 1, 2, 3, 3]
     with pytest.raises(ValueError, match="starts"):
         DelaySchedule(task, windows=[6, 8], starts=[0.0, 1.0])
+
+
+def test_trainer_moves_a_fixed_schedule_by_step(tmp_path):
+    """DeCu schedule on Tmax = 8: windows 6, 8 (the rest clipped); 8 from step 14 * 2/14 = 2 on."""
+    from mnemonet.app import read_metrics, train
+    from mnemonet.training import load_config
+
+    cfg = {
+        "model": {"name": "gru", "hidden_size": 4},
+        "task": {"name": "delayed_recall", "t_max": 8, "min_gap": 2},
+        "curriculum": {"name": "decu_schedule"},
+        "trainer": {"steps": 14, "batch_size": 4, "eval_every": 1, "eval_batches": 1, "checkpoint_every": 14,
+                    "tensorboard": False, "threads": 1, "device": "cpu"},
+    }  # fmt: skip
+    train(load_config(cfg), out=tmp_path / "run", progress="off")
+    windows = [r["curriculum"] for r in read_metrics(tmp_path / "run")]
+    assert windows == ["window 6/8"] * 2 + ["window 8/8"] * 12  # record at step s: after s steps
