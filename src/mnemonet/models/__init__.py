@@ -1,6 +1,6 @@
 """Models: cells, the time loop, composition, and the registry behind ``mnemonet.build``."""
 
-from mnemonet.models import bn_lstm, brims, cells, dnc, rims  # registers the models by name
+from mnemonet.models import bn_lstm, brims, cells, dnc, frames, rims  # registers the models by name
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.bn_lstm import BNLSTMCell, recompute_statistics
 from mnemonet.models.brims import BRIMsCell
