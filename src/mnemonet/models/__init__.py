@@ -40,6 +40,7 @@ __all__ = [
     "build",
     "cells",
     "dnc",
+    "frames",
     "recompute_statistics",
     "register",
     "reverse_padded",

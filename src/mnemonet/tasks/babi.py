@@ -448,7 +448,7 @@ class BabiTask(Task):
         split = check_split(split)
         check_positive(batch_size, "batch_size")
         stories = [self.story(generator, split) for _ in range(batch_size)]
-        batch = pad_sequences([tuple(p[:1]) + (p[1][:, None], p[2]) for p in map(self.encode, stories)])
+        batch = pad_sequences([(x, y[:, None], w) for x, y, w in map(self.encode, stories)])  # targets (T, 1)
         target = batch.target[..., 0].clamp_min(0)  # (B, T)
         return batch._replace(target=target, info={"task": torch.tensor([s.task for s in stories])})
 

@@ -302,9 +302,7 @@ class GraphTask(Task):
         start = G + Q + self.think_steps
         for i, (s, e, d) in enumerate(query.answer):
             x[start + i, flag0 + 2] = 1.0  # answer phase
-            target[start + i] = torch.tensor(
-                [graph.labels[s] if s >= 0 else -1, e, graph.labels[d] if d >= 0 else -1]
-            )
+            target[start + i] = torch.tensor([graph.labels[s] if s >= 0 else -1, e, graph.labels[d] if d >= 0 else -1])
             weight[start + i] = 1.0
         return x, target, weight
 
