@@ -251,8 +251,8 @@ def _path_story(generator: torch.Generator, num_places: int) -> Story:
 def generate_story(task: int, num_sentences: int, generator: torch.Generator) -> Story:
     """A random story of about ``num_sentences`` statements and one question of bAbI ``task``.
 
-    The world runs ``num_sentences`` random actions (more, up to twice as many, until the task has a
-    question to ask). Task 19 states ``min(num_sentences, 5) - 1`` (at least 2) adjacencies of places.
+    The world runs ``num_sentences`` random actions (task 2 at least 2, task 3 at least 3), and more, up
+    to about twice as many, until the task has a question to ask (else a new world is drawn). Task 19 states ``min(num_sentences, 5) - 1`` (at least 2) adjacencies of places.
 
     Example:
         >>> s = generate_story(1, 3, torch.Generator().manual_seed(0))
@@ -264,15 +264,17 @@ def generate_story(task: int, num_sentences: int, generator: torch.Generator) ->
     check_positive(num_sentences, "num_sentences")
     if task == 19:
         return _path_story(generator, max(3, min(num_sentences, 5)))
-    world = _World()
     objects = task not in (1, 6)
-    for n in range(2 * num_sentences + 8):
-        world.act(generator, objects)
-        if n + 1 >= num_sentences:
-            asked = _question(world, task, generator)
-            if asked is not None:
-                return Story([list(s) for s in world.sentences], *asked, task)
-    raise RuntimeError(f"task {task}: no question after {len(world.sentences)} sentences")  # pragma: no cover
+    least = max(num_sentences, {2: 2, 3: 3}.get(task, 1))  # task 2 needs a move and a pick-up, task 3 two places
+    for _ in range(1000):  # a fresh world until one has a question to ask within twice the length
+        world = _World()
+        for n in range(2 * least + 2):
+            world.act(generator, objects)
+            if n + 1 >= least:
+                asked = _question(world, task, generator)
+                if asked is not None:
+                    return Story([list(s) for s in world.sentences], *asked, task)
+    raise RuntimeError(f"task {task}: no question in 1000 stories of {least} sentences")  # pragma: no cover
 
 
 # ----------------------------------------------------------------------------------------------
