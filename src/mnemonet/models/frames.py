@@ -79,6 +79,7 @@ def _decoder(kind: str, side: int, hidden: int, channels: int) -> nn.Module:
     )
 
 
+@register("frame_predictor")
 class FramePredictor(RecurrentModel):
     """Encoder -> recurrent core -> decoder, with the model's own prediction fed back where not observed.
 
@@ -182,17 +183,3 @@ class FramePredictor(RecurrentModel):
         out = torch.cat(logits_parts, dim=1)  # (B, T, P)
         states = torch.cat(states_parts, dim=1) if return_states else None
         return out, state, states
-
-
-@register("frame_predictor")
-def frame_predictor(
-    input_size: int,
-    output_size: int,
-    core: str = "lstm",
-    encoder: str = "mlp",
-    embed_size: int = 64,
-    channels: int = 16,
-    **core_kwargs: Any,
-) -> FramePredictor:
-    """Build a :class:`FramePredictor` (video prediction around any recurrent core)."""
-    return FramePredictor(input_size, output_size, core, encoder, embed_size, channels, **core_kwargs)

@@ -252,7 +252,8 @@ def generate_story(task: int, num_sentences: int, generator: torch.Generator) ->
     """A random story of about ``num_sentences`` statements and one question of bAbI ``task``.
 
     The world runs ``num_sentences`` random actions (task 2 at least 2, task 3 at least 3), and more, up
-    to about twice as many, until the task has a question to ask (else a new world is drawn). Task 19 states ``min(num_sentences, 5) - 1`` (at least 2) adjacencies of places.
+    to about twice as many, until the task has a question to ask (else a new world is drawn). Task 19
+    states ``min(num_sentences, 5) - 1`` (at least 2) adjacencies of places.
 
     Example:
         >>> s = generate_story(1, 3, torch.Generator().manual_seed(0))
