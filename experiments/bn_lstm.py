@@ -26,9 +26,9 @@ from typing import Any
 import torch
 
 from common import cached, fmt, markdown_table, mean_std, plot_curves, run_arm
+from mnemonet.app import load_run
 from mnemonet.models import recompute_statistics
 from mnemonet.tasks.data import load_images
-from mnemonet.training import load_run
 from mnemonet.training.checkpoint import atomic_write_text
 
 ARMS = {"LSTM": "lstm_pmnist-small", "BN-LSTM": "bn_lstm_pmnist-small"}  # label -> preset
@@ -141,7 +141,7 @@ def train_arms(s: Settings) -> dict[str, list[dict]]:
 
 
 def _metrics(run_dir: Path) -> list[dict]:
-    from mnemonet.training import read_metrics
+    from mnemonet.app import read_metrics
 
     return [r for r in read_metrics(run_dir) if "valid_accuracy" in r]
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from mnemonet.training import load_config, read_metrics, train
+from mnemonet.app import read_metrics, train
+from mnemonet.app.run import read_run_config
+from mnemonet.training import load_config
 from mnemonet.training.checkpoint import atomic_write_text
-from mnemonet.training.run import read_run_config
 
 
 def run_arm(preset: str, arm: str, seed: int, root: Path, overrides: Sequence[str] = (), threads: int = 1) -> dict:

@@ -42,12 +42,12 @@ from mnemonet.analysis import (
     run_trajectories,
     speed_vs_accuracy,
 )
+from mnemonet.app import load_run, read_metrics
+from mnemonet.app.run import CONFIG_FILE
 from mnemonet.tasks.delayed_recall import DelayedRecallTask
-from mnemonet.training import load_run, read_metrics
 from mnemonet.training.checkpoint import atomic_write_text
 from mnemonet.training.config import CurriculumConfig
 from mnemonet.training.logging import MetricsLog
-from mnemonet.training.run import CONFIG_FILE
 from mnemonet.training.trainer import Trainer
 
 ARMS = {  # label -> preset (100-unit GRU, Tmax 20, 10 classes; they differ only in the curriculum)

@@ -89,3 +89,51 @@ def parse_positive_ints(text: str, name: str, example: str = "1,2") -> list[int]
     if not values or any(v < 1 for v in values):
         raise ValueError(f"{name}: expected comma-separated integers >= 1 such as {example}, got {text!r}")
     return sorted(set(values))
+
+
+def check_sequence(x: object, name: str, shape: Sequence[int | str | None], dtype: torch.dtype | None) -> Tensor:
+    """Check a model's sequence input: :func:`check_tensor`, at least one time step, the parameters' dtype.
+
+    Args:
+        x: what the caller passed, `[B, T, D]` (or `[T, B, D]`: ``shape`` names the layout).
+        name: the argument's name, used in the message.
+        shape: expected shape, with ``"T"`` naming the time dimension.
+        dtype: the dtype of the model's floating-point parameters, or None for a model without any.
+
+    Raises:
+        ValueError: naming ``name``, what was expected and how to fix it.
+    """
+    x = check_tensor(x, name, shape)
+    t_dim = list(shape).index("T") if "T" in shape else None
+    if t_dim is not None and x.shape[t_dim] == 0:
+        raise ValueError(f"{name}: expected at least one time step (T >= 1), got shape {tuple(x.shape)}")
+    if dtype is not None and x.dtype != dtype:
+        got, want = str(x.dtype).removeprefix("torch."), str(dtype).removeprefix("torch.")
+        raise ValueError(
+            f"{name}: dtype {got} does not match the model's parameters ({want}); convert the input "
+            f"({name}.to(torch.{want})) or the model (model.to(torch.{got}))"
+        )
+    return x
+
+
+def parameter_dtype(module: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating-point parameter, or None when it has none."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def check_output_size(module: object, name: str = "model") -> int:
+    """The ``output_size`` of a recurrent module, which a readout needs; a clear error when it has none.
+
+    Raises:
+        ValueError: ``module`` has no positive integer ``output_size`` attribute.
+    """
+    size = getattr(module, "output_size", None)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(
+            f"{name}: {type(module).__name__} has no output_size (got {size!r}); a model needs an integer "
+            "attribute output_size (the last dimension of the outputs it returns) so a readout can be sized"
+        )
+    return size

@@ -38,9 +38,7 @@ def _fail(err: Exception, code: int) -> typer.Exit:
 
 def _run_guarded(fn, *args, **kwargs):
     """Call ``fn`` and turn the library's errors into one ``error:`` line and an exit code."""
-    from mnemonet.training.checkpoint import CheckpointError
-    from mnemonet.training.config import ConfigError
-    from mnemonet.training.trainer import TrainingError
+    from mnemonet.errors import CheckpointError, ConfigError, TrainingError
 
     try:
         return fn(*args, **kwargs)
@@ -79,9 +77,9 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train a model from a preset or YAML config, or resume a run."""
+    from mnemonet.app.run import read_run_config
+    from mnemonet.app.run import train as train_run
     from mnemonet.training.config import load_config
-    from mnemonet.training.run import read_run_config
-    from mnemonet.training.run import train as train_run
 
     overrides = list(overrides or [])
     if resume is None and config is None:
@@ -126,9 +124,9 @@ def eval_(
     """Evaluate a trained run on held-out seeded batches; writes eval_<split>.json in the run folder."""
     from rich.table import Table
 
+    from mnemonet.app.run import evaluate_run, load_run
     from mnemonet.training.checkpoint import atomic_write_text
     from mnemonet.training.device import choose_device
-    from mnemonet.training.run import evaluate_run, load_run
 
     if split not in ("valid", "test", "train"):
         raise _fail(ValueError(f"--split: expected 'valid', 'test' or 'train', got {split!r}"), 2)
@@ -182,7 +180,7 @@ def analyze(
     curves, hidden-state PCA, and for delayed recall accuracy vs delay, slow points and slow-point speed
     vs per-class accuracy; module rasters (RIMs/BRIMs) and memory maps (DNC) where the model has them.
     """
-    from mnemonet.analysis.run_analysis import analyze_run, parse_delays
+    from mnemonet.app.run_analysis import analyze_run, parse_delays
     from mnemonet.training.device import choose_device, num_threads
 
     _require_run(run)
@@ -223,7 +221,7 @@ def sample(
     """Generate text from a trained character-level language model."""
     import torch
 
-    from mnemonet.training.run import load_run
+    from mnemonet.app.run import load_run
 
     loaded = _run_guarded(load_run, run, checkpoint)
     if not hasattr(loaded.task, "sample_text"):
@@ -252,10 +250,10 @@ def summary(
     With a model name, --set gives its keywords (``--set hidden_size=64``); with a preset, YAML or run,
     --set overrides the config (``--set model.hidden_size=64``) and sizes come from the task.
     """
+    from mnemonet.app.run import build_model, build_task, read_run_config
     from mnemonet.models.registry import available, build
     from mnemonet.models.summary import summary as model_summary
     from mnemonet.training.config import ConfigError, load_config, parse_override
-    from mnemonet.training.run import build_model, build_task, read_run_config
 
     overrides = list(overrides or [])
     if model in available():
@@ -298,7 +296,7 @@ def presets() -> None:
     """List the presets shipped with mnemonet, with their descriptions."""
     from rich.table import Table
 
-    from mnemonet.training.presets import list_presets
+    from mnemonet.training.config import list_presets
 
     table = Table(title="mnemonet presets (use: mnemonet train NAME)")
     table.add_column("preset", no_wrap=True)
@@ -321,7 +319,7 @@ def demo(
     ] = True,
 ) -> None:
     """Train a GRU on delayed recall of digits with the delay curriculum, test accuracy vs delay, analyse it."""
-    from mnemonet.training.demo import run_demo
+    from mnemonet.app.demo import run_demo
 
     _run_guarded(run_demo, out=out, threads=threads, steps=steps, device=device, quiet=quiet, trials=trials,
                  analyze=analyze_run)  # fmt: skip

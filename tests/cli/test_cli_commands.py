@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from mnemonet.cli import app
+from mnemonet.training.config import list_presets
 from mnemonet.training.logging import read_metrics
-from mnemonet.training.presets import list_presets
 
 runner = CliRunner()
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from mnemonet.app.run import train
 from mnemonet.training.config import load_config
 from mnemonet.training.distributed import env_info
-from mnemonet.training.run import train
 
 
 def main(out: Path, config_path: str) -> None:

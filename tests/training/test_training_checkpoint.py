@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+from mnemonet import files
 from mnemonet.training import checkpoint as ck
 from mnemonet.training.checkpoint import (
     CheckpointError,
@@ -108,7 +109,7 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ck.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n"

@@ -10,10 +10,12 @@ from mnemonet.training.config import (
     RunConfig,
     apply_overrides,
     config_from_dict,
+    list_presets,
     load_config,
     parse_override,
+    preset_paths,
+    resolve,
 )
-from mnemonet.training.presets import list_presets, preset_paths, resolve
 
 BASE = {"model": {"name": "gru", "hidden_size": 8}, "task": {"name": "delayed_recall", "t_max": 8}}
 

@@ -12,10 +12,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from mnemonet.app.run import train
 from mnemonet.training.checkpoint import latest_checkpoint, load_checkpoint
 from mnemonet.training.config import load_config
 from mnemonet.training.distributed import DistInfo, all_true, broadcast_text, env_info, gather
-from mnemonet.training.run import train
 
 TINY = {
     "model": {"name": "gru", "hidden_size": 8},

@@ -8,7 +8,6 @@ Classes get the same colour in every figure.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import Tensor
 from mnemonet.analysis.pca import PCA
 from mnemonet.analysis.slow_points import SlowPoints
 from mnemonet.analysis.speed import speed_vs_accuracy
+from mnemonet.files import read_metrics
 
 
 def _np(x: Any) -> np.ndarray:
@@ -289,23 +289,6 @@ def plot_accuracy_vs_delay(
     ax.set_title(title)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (one JSON object per line; blank lines skipped)."""
-    records = []
-    with Path(path).open() as fh:
-        for i, line in enumerate(fh):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"path: line {i + 1} of {path} is not JSON ({err.msg})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"path: line {i + 1} of {path} is not a JSON object")
-            records.append(rec)
-    return records
 
 
 def plot_training_curves(

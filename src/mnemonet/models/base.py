@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mnemonet._checks import check_lengths, check_tensor
+from mnemonet._checks import check_lengths, check_sequence, parameter_dtype
 from mnemonet.models import state as st
 
 State = Any
@@ -140,7 +140,7 @@ class RecurrentModel(_Stateful):
             last real step); with ``return_states``, also `[B, T, S]` states (layout as ``x``).
         """
         dims = ("B", "T", self.input_size) if self.batch_first else ("T", "B", self.input_size)
-        check_tensor(x, "x", dims)
+        check_sequence(x, "x", dims, parameter_dtype(self))
         if not self.batch_first:
             x = x.transpose(0, 1)
         B, T = x.shape[0], x.shape[1]

@@ -15,10 +15,8 @@ tensors, numbers, strings) is packed by :func:`pack` into JSON plus named tensor
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,48 +27,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
+from mnemonet.errors import CheckpointError
+from mnemonet.files import atomic_write_bytes, atomic_write_text
+
 FORMAT = "mnemonet-checkpoint/1"
 _NAME = re.compile(r"^step_(\d+)\.json$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, damaged or does not fit the run; the message names the file."""
-
-
-# ----------------------------------------------------------------------------------------------
-# atomic files
-# ----------------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------------------------

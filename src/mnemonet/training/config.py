@@ -27,15 +27,12 @@ from typing import Any
 import yaml
 
 from mnemonet._checks import did_you_mean
+from mnemonet.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "exponential", "linear")
 PROGRESS_MODES = ("auto", "bar", "lines", "off")
 TOP_LEVEL_KEYS = ("description", "extends", "model", "task", "curriculum", "trainer", "regularizer")
-
-
-class ConfigError(ValueError):
-    """A configuration key is unknown or its value is invalid; the message names the key."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,6 +398,56 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
 
 
 # ----------------------------------------------------------------------------------------------
+# presets: the YAML files shipped in mnemonet/configs/
+# ----------------------------------------------------------------------------------------------
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def preset_paths() -> dict[str, Path]:
+    """Preset name -> YAML path, for every ``*.yaml`` in the package's ``configs/`` folder.
+
+    A preset is named by its file stem; its ``description:`` key is the one-line summary
+    ``mnemonet presets`` prints. A preset may start from another with ``extends: NAME``.
+    """
+    if not PRESET_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(PRESET_DIR.glob("*.yaml"))}
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its one-line ``description`` (empty when the file has none or does not parse)."""
+    out = {}
+    for name, path in preset_paths().items():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            data = {}
+        desc = data.get("description", "") if isinstance(data, dict) else ""
+        out[name] = " ".join(str(desc or "").split())
+    return out
+
+
+def resolve(source: str | Path) -> Path:
+    """The YAML file behind a preset name or a path.
+
+    Raises:
+        ConfigError: neither a file nor a preset, naming the closest preset.
+    """
+    path = Path(source)
+    if path.is_file():
+        return path
+    presets = preset_paths()
+    name = str(source)
+    if name in presets:
+        return presets[name]
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        raise ConfigError(f"config: no such file {name!r}")
+    hint = did_you_mean(name, presets)
+    raise ConfigError(f"config: {name!r} is neither a YAML file nor a preset{hint} (see `mnemonet presets`)")
+
+
+# ----------------------------------------------------------------------------------------------
 # files
 # ----------------------------------------------------------------------------------------------
 
@@ -435,8 +482,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The raw dict of a preset name or YAML path, with ``extends: OTHER`` merged in (OTHER first)."""
-    from mnemonet.training.presets import resolve
-
     path = resolve(source)
     if str(path) in _seen:
         raise ConfigError(f"{path}: 'extends' forms a cycle ({' -> '.join(_seen)})")
@@ -467,5 +512,6 @@ def load_config(source: str | Path | dict[str, Any], overrides: typing.Sequence[
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "ConfigError", "CurriculumConfig", "EarlyStoppingConfig", "ModelConfig",
     "NamedConfig", "RegularizerConfig", "RunConfig", "TaskConfig", "TrainerConfig", "apply_overrides",
-    "config_from_dict", "load_config", "load_raw", "parse_override", "read_yaml", "validate",
+    "config_from_dict", "list_presets", "load_config", "load_raw", "parse_override", "preset_paths", "read_yaml",
+    "resolve", "validate",
 ]  # fmt: skip

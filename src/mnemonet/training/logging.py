@@ -15,28 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mnemonet.training.checkpoint import atomic_write_text
+from mnemonet.files import METRICS_FILE, atomic_write_text, read_metrics
 
-METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (or of ``<run>/metrics.jsonl``), skipping unreadable lines."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / METRICS_FILE
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def truncate_metrics(path: str | Path, step: int) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mnemonet.errors import TrainingError
 from mnemonet.models import state as st
 from mnemonet.tasks.base import Batch, Curriculum, Task
 from mnemonet.training import distributed
@@ -51,10 +52,6 @@ _LOWER_IS_BETTER = ("loss", "error", "bpc", "perplexity", "cost", "nll")
 
 class NonFiniteWarning(RuntimeWarning):
     """A training step had a NaN or infinite loss or gradient and was skipped."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. too many non-finite steps in a row)."""
 
 
 @dataclass

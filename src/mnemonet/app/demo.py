@@ -5,7 +5,7 @@ scikit-learn's 8x8 digits, a 100-unit GRU, the DeCu curriculum up to Tmax = 20),
 accuracy at the answer step for fixed delays from inside the trained range (at most Tmax - 1 = 19
 steps) out to several times it, on test images. It prints the table, saves
 ``accuracy_vs_delay.png`` and ``accuracy_vs_delay.json`` in the run folder, then analyses the run
-(:func:`mnemonet.analysis.run_analysis.analyze_run`: hidden-state PCA, slow points, slow-point speed vs
+(:func:`mnemonet.app.run_analysis.analyze_run`: hidden-state PCA, slow points, slow-point speed vs
 per-class accuracy) and says where the run and its ``report.html`` are.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from mnemonet.app.run import default_run_dir, train
 from mnemonet.training.checkpoint import atomic_write_bytes, atomic_write_text
 from mnemonet.training.config import load_config
 from mnemonet.training.device import num_threads
-from mnemonet.training.run import default_run_dir, train
 
 DEMO_PRESET = "delayed_recall_gru-small"
 DEMO_DELAYS = (5, 10, 15, 19, 30, 40, 60, 100)
@@ -137,7 +137,7 @@ def run_demo(
         console.print(f"run folder: {out}\nplot: {plot}")
     report, analysis_seconds = None, 0.0
     if analyze:
-        from mnemonet.analysis.run_analysis import analyze_run
+        from mnemonet.app.run_analysis import analyze_run
 
         if not quiet:
             console.print("analysing the run (PCA, slow points, speed vs accuracy) ...")

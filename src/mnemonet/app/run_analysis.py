@@ -123,7 +123,7 @@ class _Steps:
 
 
 def _load(run_dir: Path, checkpoint: str, device: str | torch.device) -> tuple[Any, str]:
-    from mnemonet.training.run import load_run
+    from mnemonet.app.run import load_run
 
     if checkpoint == "best" and not (run_dir / "checkpoints" / "best.json").is_file():
         checkpoint = "last"  # a run that never evaluated has no best checkpoint

@@ -12,12 +12,13 @@ import torch
 
 from mnemonet.analysis.regularizers import answer_offset
 from mnemonet.analysis.report import load_sections, rebuild_report
-from mnemonet.analysis.run_analysis import analyze_run, default_delays, parse_delays, pick_class_delay
 from mnemonet.analysis.slow_points import SlowPoints
-from mnemonet.training import load_config, load_run, make_regularizer, train
+from mnemonet.app import load_run, train
+from mnemonet.app.run import build_run, init_from_run
+from mnemonet.app.run_analysis import analyze_run, default_delays, parse_delays, pick_class_delay
+from mnemonet.training import load_config, make_regularizer
 from mnemonet.training.checkpoint import CheckpointError, load_checkpoint
 from mnemonet.training.config import ConfigError
-from mnemonet.training.run import build_run, init_from_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TRAINER = {"batch_size": 8, "eval_every": 5, "eval_batches": 1, "checkpoint_every": 5, "tensorboard": False,
