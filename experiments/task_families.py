@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from common import cached, fmt, markdown_table, mean_std, num_params, plot_curves, report_paths, run_arm
-from mnemonet.training import evaluate_run, load_config, load_run
+from mnemonet.app import evaluate_run, load_run
+from mnemonet.training import load_config
 from mnemonet.training.checkpoint import atomic_write_text
 
 SEEDS = (0, 1)

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from mnemonet.app.run import build_run
 from mnemonet.training.config import load_config
-from mnemonet.training.run import build_run
 from mnemonet.training.trainer import Trainer
 
 TINY_FRAMES = ["task.canvas=16", "task.num_digits=1", "task.frames=4", "task.observed=2", "model.embed_size=16"]
