@@ -59,13 +59,18 @@ def collect_layer_states(model: nn.Module, batch: Batch) -> list[Tensor]:
     :class:`~mnemonet.models.frames.FrameState`) or the state itself (see
     :func:`~mnemonet.models.frames.layer_states`).
     """
-    B, T = batch.x.shape[0], batch.x.shape[1]
-    state = model.initial_state(B, dtype=batch.x.dtype)
+    x = batch.x.to(_device(model))
+    B, T = x.shape[0], x.shape[1]
+    state = model.initial_state(B, device=x.device, dtype=x.dtype)
     per_step = []
     for t in range(T):
-        _, state = model.step(batch.x[:, t], state, t=t)
+        _, state = model.step(x[:, t], state, t=t)
         per_step.append(layer_states(getattr(state, "core", state)))
-    return [torch.stack([s[layer] for s in per_step], dim=1) for layer in range(len(per_step[0]))]
+    return [torch.stack([s[layer] for s in per_step], dim=1).cpu() for layer in range(len(per_step[0]))]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _probe_data(model: nn.Module, task: MovingDigitsTask, batches: list[Batch]) -> tuple[list[Tensor], Tensor]:
@@ -164,6 +169,6 @@ def predict_video(model: nn.Module, task: MovingDigitsTask, generator: torch.Gen
     """One video and the model's predictions of it: ``(frames [F, C, C], predicted [F-1, C, C])``."""
     batch = task.sample(1, generator, split)
     with torch.no_grad():
-        logits, _ = model(batch.x)
+        logits, _ = model(batch.x.to(_device(model)))
     C = task.canvas
-    return batch.info["frames"][0], torch.sigmoid(logits[0]).reshape(-1, C, C)
+    return batch.info["frames"][0], torch.sigmoid(logits[0]).cpu().reshape(-1, C, C)
