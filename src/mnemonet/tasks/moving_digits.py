@@ -18,8 +18,6 @@ step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -272,6 +270,3 @@ class MovingDigitsTask(Task):
             out[f"rollout_bce_{j + 1}"] = float(steps["bce"][j])
             out[f"rollout_mse_{j + 1}"] = float(steps["mse"][j])
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
