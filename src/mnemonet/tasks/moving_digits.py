@@ -18,6 +18,7 @@ step.
 from __future__ import annotations
 
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
