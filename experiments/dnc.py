@@ -221,7 +221,8 @@ def bench_verdict(bench: str) -> str:
 
 def scaling_note(bench: str) -> str:
     """What the scaling table in the benchmark's output shows (peak memory of dense vs top-K links), or ''."""
-    rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+(dense|(?:sparse|top-K) K=\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s*$", bench, re.M)
+    row = r"^\s*(\d+)\s+(\d+)\s+(dense|(?:sparse|top-K) K=\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s*$"
+    rows = re.findall(row, bench, re.M)
     dense = {int(n): (int(b), float(mib)) for n, b, kind, _, _, mib in rows if kind == "dense"}
     sparse = {int(n): (int(b), float(mib)) for n, b, kind, _, _, mib in rows if kind != "dense"}
     if not dense or not sparse:
