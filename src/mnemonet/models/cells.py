@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from mnemonet import kernels
 from mnemonet._checks import check_choice, check_positive
 from mnemonet.models import init as inits
 from mnemonet.models.base import Cell, RecurrentModel
@@ -47,6 +48,29 @@ class LSTMState(NamedTuple):
 def softsign(x: Tensor) -> Tensor:
     """softsign(x) = x / (1 + |x|)."""
     return x / (1 + x.abs())
+
+
+def lstm_update(
+    gates: Tensor, c: Tensor, cell_output: Callable[[Tensor], Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
+    """The LSTM cell update from summed pre-activations, gate order i, f, g, o (the one copy in mnemonet):
+
+        c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g),    h' = σ(o) ⊙ tanh(ĉ'),  ĉ' = ``cell_output``(c') (default c').
+
+    BN-LSTM passes its normalisation of c as ``cell_output`` (Cooijmans et al., eq. 8).
+
+    Args:
+        gates: `[..., 4H]` pre-activations.
+        c: `[..., H]` previous cell state.
+        cell_output: map of c' before the output tanh, or None.
+
+    Returns:
+        ``(h', c')``, each `[..., H]`.
+    """
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    c_out = c_new if cell_output is None else cell_output(c_new)
+    return torch.sigmoid(o) * torch.tanh(c_out), c_new
 
 
 class _TorchLayoutCell(Cell):
@@ -230,7 +254,10 @@ class LSTMCell(_TorchLayoutCell):
 
     def forward(self, x_t: Tensor, state: LSTMState, t: int = 0, mask: Tensor | None = None):
         b_ih, b_hh = self._biases()
-        h, c = torch.lstm_cell(x_t, (state.h, state.c), self.weight_ih, self.weight_hh, b_ih, b_hh)
+        if kernels.is_enabled():  # torch's fused cell: the same equations in one op
+            h, c = torch.lstm_cell(x_t, (state.h, state.c), self.weight_ih, self.weight_hh, b_ih, b_hh)
+        else:
+            h, c = lstm_update(F.linear(x_t, self.weight_ih, b_ih) + F.linear(state.h, self.weight_hh, b_hh), state.c)
         return h, LSTMState(h, c)
 
     def sequence(self, x, state, lengths):
@@ -370,4 +397,7 @@ def gru(
     )  # fmt: skip
 
 
-__all__ = ["GRUCell", "GRUState", "LSTMCell", "LSTMState", "RNNCell", "RNNState", "gru", "lstm", "rnn", "stack_cells"]
+__all__ = [
+    "GRUCell", "GRUState", "LSTMCell", "LSTMState", "RNNCell", "RNNState", "gru", "lstm", "lstm_update", "rnn",
+    "stack_cells",
+]  # fmt: skip

@@ -289,15 +289,16 @@ class Trainer:
         The batches come from their own generator (seeded by the run seed and the step), so the
         training stream and exact resume are unaffected.
         """
-        from mnemonet.models.bn_lstm import recompute_statistics
-
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed + RECOMPUTE_SEED + self.step)
         batches = (
             self.task.sample(cfg.batch_size, gen, "train").to(self.device) for _ in range(cfg.recompute_statistics)
         )
+        reestimate = getattr(self.model, "reestimate_statistics", None)  # the protocol: any model may offer it
         try:
-            recompute_statistics(self.model, batches)
+            if reestimate is None:
+                raise ValueError(f"model: expected a model with reestimate_statistics, got {type(self.model).__name__}")
+            reestimate(batches)
         except ValueError as err:
             raise ConfigError(f"trainer.recompute_statistics: {err} (set it to 0 for this model)") from None
 

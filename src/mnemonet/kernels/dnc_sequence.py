@@ -34,9 +34,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.models.dnc.fused import access_backward, access_forward, grad_views, step_views
-from mnemonet.models.dnc.fused_lstm import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
-from mnemonet.models.onednn import weight_grad
+from mnemonet.kernels.dnc_access import access_backward, access_forward, grad_views, step_views
+from mnemonet.kernels.lstm_step import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
+from mnemonet.kernels.onednn import weight_grad
 
 _POOL_MAX_BYTES = 64 * 2**20
 
