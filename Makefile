@@ -25,4 +25,4 @@ test: lint
 	$(PY) -m pytest
 
 bench: install
-	$(PY) benchmarks/bench_rnn.py
+	$(PY) benchmarks/bench_all.py
