@@ -25,10 +25,9 @@ from collections.abc import Callable
 import torch
 
 import mnemonet
-from bench_dnc import IO, N, R, T, W, load_reference, train_step
+from bench_dnc import IO, N, R, T, W, _thread_counts, load_reference, train_step
 from bench_dnc import B as DNC_B
 from common import forward_backward, header, interleaved_runs, paired_ratio
-from mnemonet._checks import parse_positive_ints
 from mnemonet.models.brims import brims
 from mnemonet.models.rims import rims
 
@@ -103,7 +102,7 @@ def cases(dnc_path: str) -> list[Case]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=parse_positive_ints, default=[1, 2], help="e.g. 1,2")
+    parser.add_argument("--threads", type=_thread_counts, default=[1, 2], help="e.g. 1,2")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--dnc-path", default=os.environ.get("DNC_PKG_PATH", "/tmp/dnc_pkg"))
     args = parser.parse_args()
