@@ -1,4 +1,4 @@
-"""Analysing run folders end to end (tiny runs), and the memory_speed regulariser and model.init_from in training."""
+"""Analysing run folders end to end (tiny runs), and the memory_speed regulariser and trainer.init_from in training."""
 
 from __future__ import annotations
 
@@ -203,7 +203,7 @@ def test_not_a_run_and_bad_arguments_are_clear_errors(tmp_path, recall_run):
 
 
 # ----------------------------------------------------------------------------------------------
-# the memory_speed regulariser and model.init_from in training
+# the memory_speed regulariser and trainer.init_from in training
 # ----------------------------------------------------------------------------------------------
 
 
@@ -273,7 +273,7 @@ def test_finetune_preset_starts_from_a_run_and_resumes(tmp_path, recall_run):
     small = ["model.hidden_size=8", "task.t_max=7", "task.min_gap=2", "trainer.batch_size=8", "trainer.eval_every=2",
              "trainer.eval_batches=1", "trainer.checkpoint_every=2", "trainer.tensorboard=false", "trainer.threads=1",
              "trainer.device=cpu", "regularizer.num_trials=128", "regularizer.correct_only=false",
-             f"model.init_from={recall_run}"]  # fmt: skip
+             f"trainer.init_from={recall_run}"]  # fmt: skip
     cfg = load_config("delayed_recall_gru_finetune_speed-small", [*small, "trainer.steps=1", "trainer.lr=1e-12"])
     assert cfg.curriculum.name is None and cfg.regularizer.name == "memory_speed"
     _, run = train(cfg, out=tmp_path / "ft0", progress="off")
@@ -291,7 +291,7 @@ def test_finetune_preset_starts_from_a_run_and_resumes(tmp_path, recall_run):
 def test_init_from_errors(tmp_path, recall_run):
     model, _ = _model_and_task()
     assert init_from_run(model, recall_run) == recall_run / "checkpoints" / "best.json"
-    with pytest.raises(ConfigError, match=r"model\.init_from: .* is not a run folder"):
+    with pytest.raises(ConfigError, match=r"trainer\.init_from: .* is not a run folder"):
         init_from_run(model, tmp_path)
     with pytest.raises(ConfigError, match=r"expected a run folder or a checkpoint \.json"):
         init_from_run(model, tmp_path / "missing")
@@ -307,3 +307,17 @@ def test_parse_positive_ints_is_shared_and_names_its_argument():
     for bad in ["", "0", "1,-2", "two"]:
         with pytest.raises(ValueError, match="--threads: expected comma-separated integers >= 1 such as 1,2"):
             parse_positive_ints(bad, "--threads")
+
+
+def test_analyze_a_moving_digits_run_draws_frames_and_probes_layers(tmp_path):
+    cfg = {
+        "model": {"name": "frame_predictor", "core": "lstm", "embed_size": 8, "hidden_size": 8, "num_layers": 2},
+        "task": {"name": "moving_digits", "canvas": 16, "num_digits": 1, "frames": 4, "observed": 2},
+        "trainer": {"steps": 2, "batch_size": 4, "eval_every": 2, "eval_batches": 1, "tensorboard": False},
+    }
+    run = _train(cfg, tmp_path / "video")
+    page = _page(analyze_run(run, trials=8, progress=False))
+    assert "Predicted frames and location probe" in page.headings
+    assert (run / "analysis" / "frames.png").read_bytes().startswith(PNG)
+    text = (run / "report.html").read_text()
+    assert "layer 1: R²" in text and "layer 2: R²" in text

@@ -371,6 +371,15 @@ class TaskRegularizer:
             return reg
         return AnchorPull(reg.anchors, self.weight)
 
+    def prepare(self, model: Model) -> None:
+        """Compute the anchors and noise inputs now from ``model`` (else at the first call).
+
+        Raises:
+            ValueError: the model cannot give anchors (e.g. a class with no correctly answered trial).
+        """
+        if self._term is None and self.weight != 0.0:
+            self._term = self._build(model)
+
     def __call__(
         self, model: Model, batch: Any = None, logits: Tensor | None = None, states: Tensor | None = None
     ) -> Tensor:

@@ -44,6 +44,7 @@ from mnemonet.training.logging import METRICS_FILE, MetricsLog, truncate_metrics
 from mnemonet.training.optim import lr_at, make_optimizer, set_lr
 from mnemonet.training.progress import Progress
 from mnemonet.training.regularizers import ExtraLoss
+from mnemonet.training.signals import SIGNALS, StopSignals
 
 EVAL_SEEDS = {"valid": 1_000_003, "test": 2_000_003, "train": 3_000_017}
 RECOMPUTE_SEED = 4_000_037  # offset of the generator that draws batches for re-estimating BN statistics
@@ -54,16 +55,22 @@ class NonFiniteWarning(RuntimeWarning):
     """A training step had a NaN or infinite loss or gradient and was skipped."""
 
 
+class ResumeWarning(UserWarning):
+    """Something of a checkpoint could not carry over to the resumed run (e.g. another optimiser's state)."""
+
+
 @dataclass
 class FitResult:
     """How a :meth:`Trainer.fit` ended.
 
     Attributes:
         step: the last completed step.
-        reason: ``"finished"`` (all steps done) or ``"early_stopping"``.
+        reason: ``"finished"`` (all steps done), ``"early_stopping"`` or ``"interrupted"`` (a signal; a
+            checkpoint of the last step was written and ``--resume`` continues exactly).
         best: best validation value of the early-stopping metric at the final curriculum stage.
         best_step: the step at which it was reached.
         last: the last metrics record.
+        signal: the signal's number when interrupted, else None.
     """
 
     step: int
@@ -71,6 +78,7 @@ class FitResult:
     best: float | None
     best_step: int | None
     last: dict[str, Any] = field(default_factory=dict)
+    signal: int | None = None
 
 
 def lower_is_better(metric: str, task: Task) -> bool:
@@ -178,6 +186,8 @@ class Trainer:
         batch = self.task.sample(cfg.batch_size, self.generator, "train").to(self.device)
         self.net.train()
         state = self._carried_state(batch, self.carry) if self.task.stateful else None
+        if state is None and cfg.initial_state_noise > 0:
+            state = noisy_initial_state(self.model, batch.x, cfg.initial_state_noise, self.generator)
         with_states = bool(getattr(self.extra_loss, "needs_states", False))
         logits, new_state, states = self._forward(self.net, batch, state, with_states)
         loss = self.task.loss(logits, batch)
@@ -339,17 +349,26 @@ class Trainer:
     # the loop
     # ------------------------------------------------------------------------------------------
 
-    def fit(self, log: MetricsLog | None = None) -> FitResult:
+    def fit(self, log: MetricsLog | None = None, handle_signals: bool = False) -> FitResult:
         """Train until ``config.steps`` (or early stopping), evaluating, logging and checkpointing.
+
+        Checkpoints are written every ``checkpoint_every`` steps, at the end, and, with
+        ``checkpoint_minutes``, whenever that much time has passed since the last one.
 
         Args:
             log: where metrics go (``metrics.jsonl``, TensorBoard); None writes nothing.
+            handle_signals: catch SIGTERM / SIGINT (:class:`~mnemonet.training.signals.StopSignals`): the
+                first finishes the current step, writes a checkpoint and returns with reason
+                ``"interrupted"``; a second exits the process at once.
         """
         cfg = self.config
         self._log = log if self.is_main else None
         started = time.perf_counter()
         start_step = self.step
-        with Progress(cfg.steps, self.step, self.progress_mode, self.task.primary_metric) as progress:
+        interrupted = False
+        last_save = time.monotonic()
+        signals = StopSignals(handle_signals)
+        with signals, Progress(cfg.steps, self.step, self.progress_mode, self.task.primary_metric) as progress:
             while self.step < cfg.steps and self.stopped is None:
                 loss = self.train_step()
                 if math.isfinite(loss):
@@ -364,8 +383,22 @@ class Trainer:
                 progress.step(self.step, loss)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     self._evaluate_and_record(progress)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or self.stopped:
+                interrupted = self._agree(signals.requested)
+                due = cfg.checkpoint_minutes is not None and self._agree(
+                    time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes
+                )
+                if (
+                    self.step % cfg.checkpoint_every == 0
+                    or self.step == cfg.steps
+                    or self.stopped
+                    or interrupted
+                    or due
+                ):
                     self.save()
+                    last_save = time.monotonic()
+                if interrupted:
+                    progress.message(f"stopped by {signals.name or 'a signal'} at step {self.step}; checkpoint written")
+                    break
             if self.stopped == "early_stopping":
                 progress.message(
                     f"early stopping at step {self.step}: {self.metric} has not improved for "
@@ -373,7 +406,16 @@ class Trainer:
                 )
         if self._log is not None:
             self._log.flush()
+        if interrupted:
+            signum = signals.signum or int(SIGNALS[-1])  # a rank that got none stops with its peers (SIGTERM)
+            return FitResult(self.step, "interrupted", self.best, self.best_step, self.last_record, signum)
         return FitResult(self.step, self.stopped or "finished", self.best, self.best_step, self.last_record)
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any rank (the flag itself without DDP)."""
+        if not distributed.active():
+            return flag
+        return not distributed.all_true(not flag, self._comm_device)
 
     # ------------------------------------------------------------------------------------------
     # checkpoints
@@ -408,6 +450,7 @@ class Trainer:
             "evals_since_best": self.evals_since_best,
             "metric": self.metric,
             "last_record": self.last_record,
+            "optimizer_name": self.config.optimizer,
             "optimizer": pack(self.optimizer.state_dict(), "optimizer", tensors),
             "rng": pack(rng, "rng", tensors),
             "carry": None if carry is None else pack(carry, "carry", tensors),
@@ -426,6 +469,29 @@ class Trainer:
         path = save_checkpoint(self.checkpoint_dir, checkpoint_name(self.step), tensors, state)
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
         return path
+
+    def _load_optimizer(self, saved: dict[str, Any], saved_name: str | None, path: str | Path) -> None:
+        """Load the optimiser's state when it can carry over; the config's hyper-parameters win either way.
+
+        The state of another optimiser (``--set trainer.optimizer=...`` on resume) cannot carry over: it is
+        dropped with a warning and the new optimiser starts fresh. Hyper-parameters (momentum, weight decay,
+        betas, ...) come from the config, so a ``--set`` of one on resume takes effect.
+        """
+        fresh = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        groups = saved.get("param_groups", [])
+        same_keys = all(set(g) - {"params"} == set(f) for g, f in zip(groups, fresh, strict=False))
+        compatible = saved_name == self.config.optimizer if saved_name is not None else same_keys
+        if not compatible or len(groups) != len(fresh):
+            warnings.warn(
+                f"{path}: optimiser state of {saved_name or 'another optimiser'} dropped: it cannot carry over to "
+                f"trainer.optimizer={self.config.optimizer}, which starts with a fresh state",
+                ResumeWarning,
+                stacklevel=3,
+            )
+            return
+        self.optimizer.load_state_dict(saved)
+        for group, hyper in zip(self.optimizer.param_groups, fresh, strict=True):
+            group.update(hyper)
 
     def _save_best(self) -> None:
         if not self.is_main or self.checkpoint_dir is None:
@@ -454,7 +520,7 @@ class Trainer:
         tensors, state = load_checkpoint(path)
         try:
             load_model_tensors(self.model, tensors, path)
-            self.optimizer.load_state_dict(unpack(state["optimizer"], tensors))
+            self._load_optimizer(unpack(state["optimizer"], tensors), state.get("optimizer_name"), path)
             rng = unpack(state["rng"], tensors)
             same_world = int(state.get("world_size", 1)) == self.world_size
             if same_world:
@@ -494,6 +560,31 @@ class Trainer:
         return self.step
 
 
+def noisy_initial_state(model: nn.Module, x: Tensor, std: float, generator: torch.Generator) -> Any:
+    """The model's initial state for batch ``x`` with N(0, std²) noise added to every floating-point tensor.
+
+    Cooijmans et al. (2017), section 5.1: on sequential MNIST the first ~100 pixels are the same for every
+    image, so with h0 = 0 each batch-normalised term of the first steps has zero variance across the
+    batch; noise on the initial state gives it some, and gradients stay finite. The noise is drawn from
+    the training ``generator`` (checkpointed), so a resumed run draws the same noise.
+
+    Args:
+        model: a model with ``initial_state(batch_size, device, dtype)``.
+        x: the batch `[B, T, D]` (its size, device and dtype size the state).
+        std: the noise's standard deviation.
+        generator: the CPU generator to draw from.
+    """
+    state = model.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+
+    def add_noise(t: Tensor) -> Tensor:
+        if not t.is_floating_point():
+            return t
+        noise = torch.randn(t.shape, generator=generator, dtype=t.dtype)
+        return t + std * noise.to(t.device)
+
+    return st.tree_map(add_noise, state)
+
+
 def load_model_tensors(model: nn.Module, tensors: dict[str, Tensor], path: str | Path = "checkpoint") -> None:
     """Load the ``model.*`` tensors of a checkpoint into ``model`` (strict).
 
@@ -518,5 +609,5 @@ def load_model_tensors(model: nn.Module, tensors: dict[str, Tensor], path: str |
     model.load_state_dict(weights)
 
 
-__all__ = ["EVAL_SEEDS", "FitResult", "NonFiniteWarning", "Trainer", "TrainingError", "load_model_tensors",
-           "lower_is_better"]  # fmt: skip
+__all__ = ["EVAL_SEEDS", "FitResult", "NonFiniteWarning", "ResumeWarning", "Trainer", "TrainingError",
+           "load_model_tensors", "lower_is_better", "noisy_initial_state"]  # fmt: skip
