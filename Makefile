@@ -23,7 +23,7 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
-	MNEMONET_KERNELS=0 $(PY) -m pytest -p no:cacheprovider  # the readable equations alone pass too
+	MNEMONET_KERNELS=0 $(PY) -m pytest  # the readable equations alone pass too
 
 bench: install
 	$(PY) benchmarks/bench_all.py
