@@ -24,6 +24,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -192,6 +193,22 @@ def moving_digits_eval(run_dir: str, fig_dir: Path, arm: str) -> dict:
     return out
 
 
+def frame_baselines(task: Any) -> dict[str, list[float]]:
+    """MSE per predicted step of two predictors that read no dynamics: the last observed frame, a blank frame."""
+    gen = torch.Generator().manual_seed(11)
+    batches = [task.sample(EVAL["batch_size"], gen, "test") for _ in range(EVAL["batches"])]
+    k = task.observed
+    out = {}
+    for name, guess in (
+        ("*last observed frame*", lambda f: f[:, k - 1 : k]),
+        ("*blank frame*", lambda f: torch.zeros_like(f[:, :1])),
+    ):
+        per_step = torch.stack([(guess(b.info["frames"]) - b.info["frames"][:, k:]).pow(2).mean(dim=(0, 2, 3))
+                                for b in batches]).mean(0)  # fmt: skip
+        out[name] = per_step.tolist()
+    return out
+
+
 def moving_digits_page(records: dict[str, list[dict]], doc: Path, fig_dir: Path, quick: bool) -> None:
     evals = {arm: [moving_digits_eval(r["run"], fig_dir, arm) for r in recs] for arm, recs in records.items()}
     task = load_run(records["LSTM"][0]["run"], "last").task
@@ -202,6 +219,9 @@ def moving_digits_page(records: dict[str, list[dict]], doc: Path, fig_dir: Path,
         m = [e["metrics"] for e in ev]
         rows.append([arm, fmt((x["rollout_bce"] for x in m), 1, 4), fmt((x["rollout_mse"] for x in m), 100, 2),
                      *(fmt((x[f"rollout_mse_{j}"] for x in m), 100, 2) for j in range(1, steps + 1))])  # fmt: skip
+    baselines = frame_baselines(task)
+    for name, mse_steps in baselines.items():
+        rows.append([name, "", f"{100 * sum(mse_steps) / len(mse_steps):.2f}", *(f"{100 * v:.2f}" for v in mse_steps)])
     probe_rows = []
     for arm, ev in evals.items():
         layers = len(ev[0]["probe"])
@@ -213,6 +233,12 @@ def moving_digits_page(records: dict[str, list[dict]], doc: Path, fig_dir: Path,
                 fig_dir / "valid_rollout_bce.png", "validation rollout BCE")  # fmt: skip
     mse = {arm: [e["metrics"]["rollout_mse"] for e in ev] for arm, ev in evals.items()}
     verdicts = [f"- BRIMs vs {b} (rollout MSE): {separation(mse['BRIMs'], mse[b], True)}." for b in ("LSTM", "RIMs")]
+    blank = sum(baselines["*blank frame*"]) / task.rollout_steps
+    under = [arm for arm, values in mse.items() if max(values) < blank]
+    verdicts.append(
+        f"- Against a blank frame (MSE x100 {100 * blank:.2f}): below it on every seed: {', '.join(under) or 'none'}; "
+        "a model near this line mostly predicts a fading blur, not moving digits (see the frames)."
+    )
     up = {arm: [e["probe"][-1]["cell_accuracy"] for e in ev] for arm, ev in evals.items()}
     low_brims = [e["probe"][0]["cell_accuracy"] for e in evals["BRIMs"]]
     verdicts.append(
@@ -249,6 +275,8 @@ Regenerate (finished runs are skipped):
 {markdown_table(head, rows)}
 
 BCE per pixel in nats; MSE per pixel x 100. Step j is the j-th predicted frame after the last observed one.
+The two rows in italics are predictors that read no dynamics (repeat the last observed frame; a blank
+frame): a model that tracks the digits must beat both.
 
 ![validation rollout BCE]({fig_dir.name}/valid_rollout_bce.png)
 
