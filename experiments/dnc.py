@@ -220,8 +220,9 @@ def bench_verdict(bench: str) -> str:
 
 
 def scaling_note(bench: str) -> str:
-    """What the scaling table in the benchmark's output shows (peak memory of dense vs sparse links), or ''."""
-    rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+(dense|sparse K=\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s*$", bench, re.M)
+    """What the scaling table in the benchmark's output shows (peak memory of dense vs top-K links), or ''."""
+    row = r"^\s*(\d+)\s+(\d+)\s+(dense|(?:sparse|top-K) K=\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s*$"
+    rows = re.findall(row, bench, re.M)
     dense = {int(n): (int(b), float(mib)) for n, b, kind, _, _, mib in rows if kind == "dense"}
     sparse = {int(n): (int(b), float(mib)) for n, b, kind, _, _, mib in rows if kind != "dense"}
     if not dense or not sparse:
@@ -236,7 +237,8 @@ def scaling_note(bench: str) -> str:
     )
     if common is not None:
         text += (
-            f" With the sparse link (K = 8 entries per row) it grows as N·K: {sparse[common][1]:.0f} MiB at "
+            f" With the top-K link (`link_top_k = 8`: K = 8 entries per row of the dense update) it grows as N·K: "
+            f"{sparse[common][1]:.0f} MiB at "
             f"N = {common}, {dense[common][1] / max(sparse[common][1], 1e-9):.0f}x less than dense, and "
             f"{sparse[top][1]:.0f} MiB at N = {top}, where the dense link matrices of the 16 steps, kept for "
             f"backpropagation, would alone take {top**2 * 4 * 16 / 2**30:.0f} GiB."

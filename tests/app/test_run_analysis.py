@@ -320,3 +320,17 @@ def test_over_training_follows_every_kept_checkpoint(recall_run, analysed):
     for suffix in ("png", "pdf", "svg"):
         assert (recall_run / "analysis" / f"over_training.{suffix}").stat().st_size > 0
     assert "Slow points over training" in _page(page).headings
+
+
+def test_analyze_a_moving_digits_run_draws_frames_and_probes_layers(tmp_path):
+    cfg = {
+        "model": {"name": "frame_predictor", "core": "lstm", "embed_size": 8, "hidden_size": 8, "num_layers": 2},
+        "task": {"name": "moving_digits", "canvas": 16, "num_digits": 1, "frames": 4, "observed": 2},
+        "trainer": {"steps": 2, "batch_size": 4, "eval_every": 2, "eval_batches": 1, "tensorboard": False},
+    }
+    run = _train(cfg, tmp_path / "video")
+    page = _page(analyze_run(run, trials=8, progress=False))
+    assert "Predicted frames and location probe" in page.headings
+    assert (run / "analysis" / "frames.png").read_bytes().startswith(PNG)
+    text = (run / "report.html").read_text()
+    assert "layer 1: R²" in text and "layer 2: R²" in text

@@ -274,6 +274,28 @@ def _delayed_recall(
     return sections
 
 
+def _video_sections(model: Model, task: Any, out: Path, seed: int) -> list[Section]:
+    """Video prediction (moving digits): true vs predicted frames and the location probe per layer."""
+    if getattr(task, "name", "") != "moving_digits":
+        return []
+    from mnemonet.analysis.video import location_probe, plot_frame_strip, predict_video
+
+    frames, predicted = predict_video(model, task, torch.Generator().manual_seed(seed))
+    title = "true (top) vs predicted (bottom); * = free-running"
+    plot_frame_strip(frames, predicted, task.observed, title, out / "frames.png")
+    probe = location_probe(model, task, torch.Generator().manual_seed(seed), batches=2, batch_size=64)
+    layers = "; ".join(
+        f"layer {i + 1}: R² {p['r2']:.2f}, 3x3 cell accuracy {100 * p['cell_accuracy']:.1f}%"
+        for i, p in enumerate(probe)
+    )
+    text = (
+        f"A test video: the first {task.observed} frames are given, the rest predicted from the model's own "
+        f"output. Location probe (a linear map from each layer's state to the digits' centres, fit on 128 "
+        f"training videos, scored on 128 validation videos): {layers}."
+    )
+    return [Section("Predicted frames and location probe", text, [out / "frames.png"])]
+
+
 def analyze_run(
     run_dir: str | Path,
     checkpoint: str = "best",
@@ -354,6 +376,7 @@ def analyze_run(
                 sections = [_pca_section(traj, out)]
         with steps.step("memory and module maps"):
             sections += _trace_sections(model, batch.x, batch.lengths, out)
+            sections += _video_sections(model, task, out, seed)
         with steps.step("report"):
             summary["seconds"] = round(time.perf_counter() - started, 2)
             summary["slow_point_search"] = dict(finder_kwargs or {})

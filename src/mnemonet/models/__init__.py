@@ -1,6 +1,6 @@
 """Models: cells, the time loop, composition, and the registry behind ``mnemonet.build``."""
 
-from mnemonet.models import bn_lstm, brims, cells, dnc, rims  # registers the models by name
+from mnemonet.models import bn_lstm, brims, cells, dnc, frames, rims  # registers the models by name
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.bn_lstm import BNLSTMCell
 from mnemonet.models.brims import BRIMsCell
@@ -40,6 +40,7 @@ __all__ = [
     "build",
     "cells",
     "dnc",
+    "frames",
     "register",
     "reverse_padded",
     "rims",

@@ -131,7 +131,7 @@ def test_options_change_the_step_and_are_off_by_default():
 
 
 def test_sparse_option_keeps_n_k_memory():
-    acc = MemoryAccess(5, 32, W, R, sparse_links=4)
+    acc = MemoryAccess(5, 32, W, R, link_top_k=4)
     st = acc.initial_state(2)
     assert isinstance(st.link, SparseLinkState) and st.link.values.shape == (2, 1, 32, 4)
     h = torch.randn(2, 5)
@@ -145,5 +145,5 @@ def test_initial_state_shapes_and_bad_arguments():
     assert s.memory.shape == (2, N, W) and s.link.link.shape == (2, 2, N, N) and s.write_weights.shape == (2, 2, N)
     with pytest.raises(ValueError, match="memory_size"):
         MemoryAccess(4, 0, W, R)
-    with pytest.raises(ValueError, match="sparse_links"):
-        MemoryAccess(4, N, W, R, sparse_links=-1)
+    with pytest.raises(ValueError, match="link_top_k"):
+        MemoryAccess(4, N, W, R, link_top_k=-1)

@@ -151,7 +151,7 @@ def test_other_controllers_and_validation():
 
 
 @pytest.mark.parametrize(
-    "options", [dict(key_masking=True), dict(deallocation=True), dict(link_sharpness=True), dict(sparse_links=3)]
+    "options", [dict(key_masking=True), dict(deallocation=True), dict(link_sharpness=True), dict(link_top_k=3)]
 )
 def test_options_run_and_backpropagate(options):
     model = small(**options)
@@ -164,7 +164,7 @@ def test_options_run_and_backpropagate(options):
 
 
 def test_flatten_unflatten_round_trip_and_sparse_state():
-    for model in (small(), small(sparse_links=3)):
+    for model in (small(), small(link_top_k=3)):
         _, s = model(torch.randn(2, 3, 5))
         flat = model.flatten_state(s)
         assert flat.shape == (2, model.state_size)

@@ -20,11 +20,12 @@ from mnemonet.models.dnc.access import (
     initial_access_state,
 )
 from mnemonet.models.dnc.cell import DNCCell, DNCState, build_dnc
+from mnemonet.models.dnc.conventions import REFERENCES, from_deepmind_layout
 from mnemonet.models.dnc.interface import Interface, interface_size, split_interface
 from mnemonet.models.dnc.trace import Trace
 
 __all__ = [
-    "AccessInfo", "AccessState", "DNCCell", "DNCState", "Interface", "LinkState", "MemoryAccess",
-    "SparseLinkState", "Trace", "access_step", "addressing", "build_dnc", "initial_access_state",
-    "interface_size", "release_workspaces", "split_interface",
+    "REFERENCES", "AccessInfo", "AccessState", "DNCCell", "DNCState", "Interface", "LinkState", "MemoryAccess",
+    "SparseLinkState", "Trace", "access_step", "addressing", "build_dnc", "from_deepmind_layout",
+    "initial_access_state", "interface_size", "release_workspaces", "split_interface",
 ]  # fmt: skip

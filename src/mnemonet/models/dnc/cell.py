@@ -9,6 +9,7 @@ trajectories.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -24,8 +25,10 @@ from mnemonet.kernels.time_shared import TimeShared
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.cells import GRUCell, LSTMCell, LSTMState, RNNCell
 from mnemonet.models.dnc.access import AccessInfo, AccessState, LinkState, MemoryAccess
+from mnemonet.models.dnc.conventions import resolve_reference
 from mnemonet.models.recurrent import Recurrent, padding_mask, zero_padding
 from mnemonet.models.registry import register
+from mnemonet.models.state import tree_map
 
 State = Any
 CONTROLLERS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
@@ -82,7 +85,17 @@ class DNCCell(Cell):
         key_masking: masked content-based addressing (Csordás & Schmidhuber 2019).
         deallocation: free gates also erase the freed slots' content (Csordás & Schmidhuber 2019).
         link_sharpness: sharpness control of the forward/backward weightings (Csordás & Schmidhuber 2019).
-        sparse_links: K: keep the K largest entries per row of the link matrix, memory N·K instead of N².
+        link_top_k: K: keep the K largest entries per row of the dense link matrix, memory N·K instead of N²
+            (exact for K ≥ N; not the sparse link of Rae et al. 2016, which sparsifies the weightings).
+        reference: ``"paper"`` (default) or ``"deepmind"``: the defaults of the four choices below, where the
+            paper is silent (see :mod:`.conventions` and docs/dnc_differences.md).
+        usage_write_gradient: gradient from u_t into w^w_{t−1} (paper: True; deepmind/dnc stops it).
+        outer_eps: ε on the norm product of the cosine similarity (deepmind/dnc).
+        strength: key-strength map, ``"oneplus"`` (paper) or ``"softplus"`` (deepmind/dnc).
+        clip_value: clip the controller's output and state and the cell's output y_t to ±clip_value (deepmind/dnc's
+            ``clip_value``), or None. Each of these four is None by default: the reference's value.
+
+    The fused kernels cover the paper's choices; any other choice runs the readable equations.
 
     ``model.trace(x)`` records the :class:`AccessInfo` fields of every step (``trace_step``).
     """
@@ -100,9 +113,25 @@ class DNCCell(Cell):
         key_masking: bool = False,
         deallocation: bool = False,
         link_sharpness: bool = False,
-        sparse_links: int | None = None,
+        link_top_k: int | None = None,
+        reference: str = "paper",
+        usage_write_gradient: bool | None = None,
+        outer_eps: bool | None = None,
+        strength: str | None = None,
+        clip_value: float | None = None,
     ) -> None:
         super().__init__()
+        choices = resolve_reference(
+            reference,
+            usage_write_gradient=usage_write_gradient,
+            outer_eps=outer_eps,
+            strength=strength,
+            clip_value=clip_value,
+        )
+        self.reference = reference
+        self.clip_value = choices.pop("clip_value")
+        if self.clip_value is not None and not (math.isfinite(self.clip_value) and self.clip_value > 0):
+            raise ValueError(f"clip_value: expected a positive number or None, got {self.clip_value}")
         check_positive(input_size, "input_size")
         check_positive(output_size, "output_size")
         check_positive(word_size, "word_size")
@@ -140,12 +169,22 @@ class DNCCell(Cell):
             key_masking=key_masking,
             deallocation=deallocation,
             link_sharpness=link_sharpness,
-            sparse_links=sparse_links,
+            link_top_k=link_top_k,
+            **choices,
         )
         self.output = nn.Linear(self.hidden_size + num_reads * word_size, output_size)  # W_y [h_t; r_t]
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, output_size={self.output_size}"
+        parts = [f"input_size={self.input_size}, output_size={self.output_size}"]
+        if self.reference != "paper":
+            parts.append(f"reference={self.reference!r}")
+        if self.clip_value is not None:
+            parts.append(f"clip_value={self.clip_value}")
+        return ", ".join(parts)
+
+    def _clip(self, x: Tensor) -> Tensor:
+        """x clipped to ±clip_value (deepmind/dnc), or x itself without clipping."""
+        return x if self.clip_value is None else x.clamp(-self.clip_value, self.clip_value)
 
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -171,7 +210,7 @@ class DNCCell(Cell):
         step itself may still be fused, see ``MemoryAccess``). ``type(...) is``: a subclass may change the
         equations that the kernels hard-code.
         """
-        if not kernels.is_enabled() or type(self.controller) is not LSTMCell:
+        if not kernels.is_enabled() or type(self.controller) is not LSTMCell or self.clip_value is not None:
             return None
         return "sequence" if self.access.uses_fused_step else "step"
 
@@ -202,8 +241,10 @@ class DNCCell(Cell):
             else:
                 h, ctrl_state = self.controller(ctrl_in, state.controller, t=t, mask=mask)
             projection = None
+        if self.clip_value is not None:  # deepmind/dnc clips the controller's output and state
+            h, ctrl_state = self._clip(h), tree_map(self._clip, ctrl_state)
         read_vectors, access, info = self.access(h, state.access, with_info=with_info, projection=projection)
-        y = self.output(torch.cat([h, read_vectors.reshape(B, -1)], dim=-1))  # W_y [h_t; r_t]
+        y = self._clip(self.output(torch.cat([h, read_vectors.reshape(B, -1)], dim=-1)))  # W_y [h_t; r_t]
         return y, DNCState(ctrl_state, access, read_vectors), info
 
     def step(self, p_t: Any, state: DNCState, t: int = 0, mask: Tensor | None = None) -> tuple[Tensor, DNCState]:
@@ -266,7 +307,12 @@ def build_dnc(
     key_masking: bool = False,
     deallocation: bool = False,
     link_sharpness: bool = False,
-    sparse_links: int | None = None,
+    link_top_k: int | None = None,
+    reference: str = "paper",
+    usage_write_gradient: bool | None = None,
+    outer_eps: bool | None = None,
+    strength: str | None = None,
+    clip_value: float | None = None,
 ) -> Recurrent:
     """A DNC over sequences: ``Recurrent(DNCCell(...), batch_first=batch_first)``.
 
@@ -292,6 +338,11 @@ def build_dnc(
         key_masking=key_masking,
         deallocation=deallocation,
         link_sharpness=link_sharpness,
-        sparse_links=sparse_links,
+        link_top_k=link_top_k,
+        reference=reference,
+        usage_write_gradient=usage_write_gradient,
+        outer_eps=outer_eps,
+        strength=strength,
+        clip_value=clip_value,
     )
     return Recurrent(cell, batch_first=batch_first)
