@@ -204,8 +204,7 @@ def analyze(
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     over_training: Annotated[
-        bool,
-        typer.Option(help="Follow each class's slow point over the run's kept checkpoints instead (delayed recall)."),
+        bool, typer.Option("--over-training", help="Instead: each class's slow point over the kept checkpoints.")
     ] = False,
 ) -> None:
     """Analyse a trained run: figures, slow points and a self-contained report.html.
