@@ -118,6 +118,7 @@ def plot_over_training(rows_by_run: dict[str, list[dict[str, Any]]], path: str |
             if (a["classes"], a["window"]) != (b["classes"], b["window"]):
                 ax.axvline(b["step"], color="0.6", ls="--", lw=0.8)
         ax.set_yscale("log")
+        ax.set_xlim(min(steps) - 0.02 * (max(steps) - min(steps) + 1), max(steps) * 1.02 + 1)
         ax.set_title(f"{name}: dashed lines mark checkpoints at a new curriculum stage", fontsize=8)
         ax.set_ylabel("slow-point speed q")
     axes[-1].set_xlabel("training step")
