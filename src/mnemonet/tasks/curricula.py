@@ -318,6 +318,20 @@ VOCU_CLASSES = (2, 3, 4, 5, 6, 7, 8, 9, 10)
 VOCU_STARTS = tuple(k / 140 for k in (0, 8, 16, 26, 36, 48, 62, 78, 98))
 
 
+def _clipped(values: list[int], starts: list[float], low: int, high: int) -> tuple[list[int], list[float]]:
+    """A schedule's values clipped to ``[low, high]``, repeats dropped (each keeps its first start)."""
+    if len(values) != len(starts):
+        raise ValueError(f"starts: expected one fraction per value ({len(values)}), got {len(starts)}")
+    kept: list[int] = []
+    fractions: list[float] = []
+    for v, f in zip(values, starts, strict=True):
+        v = min(max(int(v), low), high)
+        if not kept or v != kept[-1]:
+            kept.append(v)
+            fractions.append(f)
+    return kept, fractions
+
+
 class DelaySchedule(ScheduledCurriculum):
     """DeCu on the authors' fixed schedule: window 6, 8, ..., 20 at ``DECU_STARTS`` of training.
 
@@ -344,15 +358,7 @@ class DelaySchedule(ScheduledCurriculum):
         lo, hi = task.min_gap + 1, task.t_max
         windows = [*DECU_WINDOWS[:-1], hi] if windows is None else list(windows)  # the authors' end at Tmax
         starts = list(DECU_STARTS if starts is None else starts)
-        if len(windows) != len(starts):
-            raise ValueError(f"starts: expected one fraction per window ({len(windows)}), got {len(starts)}")
-        values, fractions = [], []
-        for w, f in zip(windows, starts, strict=True):
-            w = min(max(int(w), lo), hi)
-            if not values or w != values[-1]:
-                values.append(w)
-                fractions.append(f)
-        super().__init__(task, values, fractions)
+        super().__init__(task, *_clipped(windows, starts, lo, hi))
 
     def _apply(self, value: int) -> None:
         self.task.window = value
@@ -376,15 +382,7 @@ class VocabularySchedule(ScheduledCurriculum):
             raise ValueError(f"task: VocabularySchedule needs a task with num_classes, got {type(task).__name__}")
         classes = list(VOCU_CLASSES if classes is None else classes)
         starts = list(VOCU_STARTS if starts is None else starts)
-        if len(classes) != len(starts):
-            raise ValueError(f"starts: expected one fraction per class count ({len(classes)}), got {len(starts)}")
-        values, fractions = [], []
-        for c, f in zip(classes, starts, strict=True):
-            c = min(max(int(c), 1), task.max_classes)
-            if not values or c != values[-1]:
-                values.append(c)
-                fractions.append(f)
-        super().__init__(task, values, fractions)
+        super().__init__(task, *_clipped(classes, starts, 1, task.max_classes))
 
     def _apply(self, value: int) -> None:
         self.task.num_classes = value
