@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.kernels.onednn import PackedLinear, weight_grad
+from mnemonet.kernels.onednn import PackedLinear
 from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD, TANH_BACKWARD_INTO, tanh_into
 
 _bn_forward = torch.ops.aten.native_batch_norm
@@ -335,7 +335,9 @@ class _Loop(torch.autograd.Function):
             if keep is not None:
                 dh, dc = dh + dh_skip, dc + dc_skip
         du_all = dpre_all if norm_1 is None else torch.stack(dus[::-1])  # dL/du_t: (T, B, 4H)
-        dw = weight_grad(du_all, hs[:T])  # (4H, H)
+        # ∂L/∂W_h = Σ_t du_tᵀ h_{t-1}, as (Hᵀ dU)ᵀ: torch.mm reads both transposed operands in place (faster
+        # here than laying them out for oneDNN, which costs a transposed copy of dU)
+        dw = torch.mm(hs[:T].reshape(T * B, H).t(), du_all.reshape(T * B, G)).t()  # (4H, H)
         dix = (du_all if summed else dpre_all).transpose(0, 1)  # dL/d ix (u = ix + W_h h if summed): (B, T, 4H)
         dg1 = ds1 = dgc = dbc = None
         if norm_1 is not None:

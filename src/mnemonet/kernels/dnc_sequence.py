@@ -3,7 +3,7 @@
 For the paper's configuration (an ``LSTMCell`` controller, one write head, dense links, no options) the
 per-step autograd graph costs as much as the arithmetic: each step records several nodes, its gradients
 are summed and carried between them, and the engine schedules them one by one. :class:`DNCSequence`
-runs all T steps in one ``forward`` (the LSTM update of ``fused_lstm``, ξ_t = W_ξ h_t + b, and the
+runs all T steps in one ``forward`` (the LSTM update of ``lstm_step``, ξ_t = W_ξ h_t + b, and the
 memory step of ``fused.access_forward``) and all T vector-Jacobian products in one ``backward``, in
 reverse, carrying the state gradients itself. The weight gradients ∂L/∂W = Σ_t g_t^T x_t are formed once
 per sequence as one matmul each. Values are those of the step loop; ``tests`` compare both and run

@@ -47,7 +47,7 @@ def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
     """
     if mask is None:
         return x
-    return torch.where(mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), x, torch.zeros((), dtype=x.dtype))
+    return torch.where(mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), x, x.new_zeros(()))
 
 
 def keep_real(mask: Tensor | None, new: State, old: State, y_t: Tensor) -> tuple[State, Tensor]:

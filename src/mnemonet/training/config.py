@@ -12,6 +12,10 @@ hold a ``name`` plus free-form keyword arguments, written flat in YAML::
 whose keywords are checked by the factory they go to (``mnemonet.build`` names a bad keyword).
 Values given on the command line are parsed with ``yaml.safe_load``: ``--set trainer.lr=1e-3``,
 ``--set task.delays=[5,10]``, ``--set trainer.clip_norm=null``.
+
+The presets shipped in ``mnemonet/configs/`` live here too (:func:`preset_paths`, :func:`list_presets`,
+:func:`resolve`): every ``*.yaml`` there is a preset named by its file stem, whose ``description:`` is the
+line ``mnemonet presets`` prints, and which may start from another with ``extends: NAME``.
 """
 
 from __future__ import annotations

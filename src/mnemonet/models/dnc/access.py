@@ -280,7 +280,7 @@ class MemoryAccess(nn.Module):
 
     @property
     def uses_fused_step(self) -> bool:
-        """Whether steps run as one fused autograd node (the paper's configuration; see ``fused``)."""
+        """Whether steps may run as one fused autograd node (the paper's configuration; ``kernels.dnc_access``)."""
         return (
             self.num_writes == 1
             and self.link_top_k is None
