@@ -330,6 +330,9 @@ def plot_training_curves(
 ) -> Figure:
     """One panel per metric against ``step``, from ``metrics.jsonl`` records.
 
+    Records that carry ``train_curve`` (``[[step, mean training loss], ...]`` at the trainer's logging
+    interval) draw it in the ``train_loss`` panel as a line, with the per-evaluation means as dots.
+
     Args:
         records: list of dicts with ``x_key`` and metric keys, or a path to a ``metrics.jsonl``.
         keys: metrics to draw (default: every numeric key but ``x_key``, in first-seen order).
@@ -340,12 +343,20 @@ def plot_training_curves(
     if isinstance(records, (str, Path)):
         records = read_metrics(records)
     rows = [r for r in records if isinstance(r.get(x_key), (int, float))]
+    curve = [
+        (float(s), float(v))
+        for r in rows
+        for s, v in (r.get("train_curve") or ())
+        if math.isfinite(float(v))
+    ]
     if keys is None:
         keys = []
         for r in rows:
             for k, v in r.items():
                 if k != x_key and k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool):
                     keys.append(k)
+        if curve and "train_loss" not in keys:
+            keys.insert(0, "train_loss")
     if not keys:
         raise ValueError(f"records: expected records with {x_key!r} and at least one numeric metric")
     cols = min(3, len(keys))
@@ -355,9 +366,15 @@ def plot_training_curves(
         ax = fig.add_subplot(nrows, cols, i + 1)
         pts = [(r[x_key], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
         name = _words(k)
+        if k == "train_loss" and curve and x_key == "step":
+            cx, cy = zip(*curve, strict=True)
+            ax.plot(cx, cy, lw=0.8, alpha=0.8, label="training loss (logging interval)")
         if pts:
             xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, lw=1.0, marker="." if len(xs) < 50 else None, label=name)
+            label = "mean since the last evaluation" if k == "train_loss" and curve else name
+            style = {"ls": "none", "marker": "."} if k == "train_loss" and curve else {"lw": 1.0}
+            ax.plot(xs, ys, **({"marker": "." if len(xs) < 50 else None} | style), label=label)
+        if pts or (k == "train_loss" and curve):
             ax.legend(fontsize=7, loc="best")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("training step" if x_key == "step" else _words(x_key), fontsize=8)

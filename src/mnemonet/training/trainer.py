@@ -4,7 +4,8 @@ The trainer knows a model only as ``forward(x, state, lengths) -> (logits, state
 through :class:`~mnemonet.tasks.base.Task`. One step draws a batch from the training generator,
 adds the optional extra loss, back-propagates, clips the global gradient norm and updates. Every
 ``eval_every`` steps it evaluates on held-out batches drawn from a generator re-seeded identically
-for every evaluation, appends one record to ``metrics.jsonl``, lets the curriculum advance, and
+for every evaluation, appends one record to ``metrics.jsonl`` (with the mean training loss of every ``log_every``
+steps since the last one, ``train_curve``), lets the curriculum advance, and
 checks early stopping; every ``checkpoint_every`` steps it writes a checkpoint from which
 :meth:`Trainer.load` resumes bit-for-bit on CPU.
 
@@ -145,6 +146,8 @@ class Trainer:
         self.last_record: dict[str, Any] = {}
         self._loss_sum = 0.0
         self._loss_count = 0
+        self._log_sum, self._log_count = 0.0, 0  # losses since the last logging step
+        self._train_curve: list[list[float]] = []  # [step, mean loss over the log interval] since the last eval
         self._log: MetricsLog | None = None
         self._grad_norm = float("nan")
 
@@ -309,6 +312,9 @@ class Trainer:
         record: dict[str, Any] = {"step": self.step, "lr": lr_at(self.step - 1, self.config)}
         if self._loss_count:
             record["train_loss"] = self._loss_sum / self._loss_count
+        if self._train_curve:
+            record["train_curve"] = self._train_curve
+            self._train_curve = []
         record.update({f"valid_{k}": v for k, v in metrics.items()})
         stage_text = None
         if self.curriculum is not None:
@@ -376,6 +382,12 @@ class Trainer:
                 if math.isfinite(loss):
                     self._loss_sum += loss
                     self._loss_count += 1
+                    self._log_sum += loss
+                    self._log_count += 1
+                if self.step % cfg.log_every == 0:
+                    if self._log_count:  # the training curve at the logging interval, in metrics.jsonl
+                        self._train_curve.append([self.step, self._log_sum / self._log_count])
+                    self._log_sum, self._log_count = 0.0, 0
                 if self._log is not None and self.step % cfg.log_every == 0:
                     self._log.scalar("train/loss_step", loss, self.step)
                     self._log.scalar("train/lr", lr_at(self.step - 1, cfg), self.step)
@@ -447,6 +459,9 @@ class Trainer:
             "bad_steps": self.bad_steps,
             "loss_sum": self._loss_sum,
             "loss_count": self._loss_count,
+            "log_sum": self._log_sum,
+            "log_count": self._log_count,
+            "train_curve": self._train_curve,
             "best": self.best,
             "best_step": self.best_step,
             "evals_since_best": self.evals_since_best,
@@ -555,6 +570,9 @@ class Trainer:
         self.bad_steps = int(state.get("bad_steps", 0))
         self._loss_sum = float(state.get("loss_sum", 0.0))
         self._loss_count = int(state.get("loss_count", 0))
+        self._log_sum = float(state.get("log_sum", 0.0))
+        self._log_count = int(state.get("log_count", 0))
+        self._train_curve = [[int(s), float(v)] for s, v in state.get("train_curve", [])]
         self.best = state.get("best")
         self.best_step = state.get("best_step")
         self.evals_since_best = int(state.get("evals_since_best", 0))
