@@ -343,12 +343,7 @@ def plot_training_curves(
     if isinstance(records, (str, Path)):
         records = read_metrics(records)
     rows = [r for r in records if isinstance(r.get(x_key), (int, float))]
-    curve = [
-        (float(s), float(v))
-        for r in rows
-        for s, v in (r.get("train_curve") or ())
-        if math.isfinite(float(v))
-    ]
+    curve = [(float(s), float(v)) for r in rows for s, v in (r.get("train_curve") or ()) if math.isfinite(float(v))]
     if keys is None:
         keys = []
         for r in rows:
