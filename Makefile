@@ -1,5 +1,5 @@
 # make demo: set up .venv (torch==2.13.0 CPU first, then mnemonet) and run the main job.
-# make test: set up .venv and run lint + the test suite.
+# make test: set up .venv and run lint + the test suite, with kernels and again with MNEMONET_KERNELS=0.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -23,6 +23,7 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+	MNEMONET_KERNELS=0 $(PY) -m pytest  # the readable equations alone pass too
 
 bench: install
-	$(PY) benchmarks/bench_rnn.py
+	$(PY) benchmarks/bench_all.py

@@ -9,7 +9,7 @@ The reference is never a dependency of mnemonet. Install it beside the benchmark
 
     pip install --no-deps --target /tmp/dnc_pkg dnc==1.1.0
     python benchmarks/bench_dnc.py [--dnc-path /tmp/dnc_pkg] [--threads 1,2] [--repeats 20] [--hidden 128]
-    python benchmarks/bench_dnc.py --scaling          # also the N = 64 ... 4096 dense / ... 16384 sparse table
+    python benchmarks/bench_dnc.py --scaling          # also the N = 64 ... 4096 dense / ... 16384 top-K link table
 
 Configuring ``dnc.DNC`` like ours (read from its source): ``rnn_type="lstm", num_layers=1,
 num_hidden_layers=1`` (its default stacks two LSTM layers), ``nr_cells=N, cell_size=W, read_heads=R``,
@@ -139,7 +139,7 @@ def one_config(n: int, b: int, steps: int, sparse: int | None, repeats: int) -> 
     """Time a few training steps of one configuration; peak resident memory above the RSS before them."""
     torch.manual_seed(0)
     model = build_dnc(
-        input_size=IO, output_size=IO, hidden_size=64, memory_size=n, word_size=W, num_reads=R, sparse_links=sparse
+        input_size=IO, output_size=IO, hidden_size=64, memory_size=n, word_size=W, num_reads=R, link_top_k=sparse
     )
     x, target = torch.randn(b, steps, IO), torch.randn(b, steps, IO)
     step = train_step(model, torch.optim.Adam(model.parameters()), x, target)
@@ -158,11 +158,11 @@ def one_config(n: int, b: int, steps: int, sparse: int | None, repeats: int) -> 
 def scaling(args: argparse.Namespace) -> None:
     print()
     print(header("DNC scaling: one training step (ours)", str(args.scaling_threads)))
-    print(f"W={W} R={R} hidden=64 T={args.scaling_steps} steps-timed={args.scaling_repeats} (median); sparse K=8")
+    print(f"W={W} R={R} hidden=64 T={args.scaling_steps} steps-timed={args.scaling_repeats} (median); top-K K=8")
     print(f"{'N':>6} {'B':>3} {'link':>10} {'ms/step':>9} {'ms/(B·T)':>9} {'peak MiB':>9}")
     dense = [n for n in (64, 128, 256, 512, 1024, 2048, 4096) if n <= args.max_dense]
     sparse = [n for n in (64, 256, 1024, 4096, 16384) if n <= args.max_sparse]
-    for kind, sizes in (("dense", dense), ("sparse K=8", sparse)):
+    for kind, sizes in (("dense", dense), ("top-K K=8", sparse)):
         for n in sizes:
             b = max(1, min(16, 1024 // n))
             cmd = [

@@ -6,7 +6,7 @@ same number of steps over three seeds. It reports test accuracy on the whole tes
 needs to reach validation-accuracy thresholds (the paper's faster-convergence claim) and the learning curves,
 and for the BN-LSTM it compares the two ways of getting the population statistics used at evaluation: the
 running averages kept during training (momentum 0.1, what the trainer's validation uses) and statistics
-re-estimated over the whole training split after training (:func:`mnemonet.models.recompute_statistics`,
+re-estimated over the whole training split after training (``model.reestimate_statistics``,
 what the paper does). It writes ``docs/results/bn_lstm.md`` and its figures; finished runs are skipped.
 ``--quick`` is a seconds-long smoke version under ``runs/experiments/bn_lstm-quick``.
 
@@ -27,7 +27,6 @@ import torch
 
 from common import cached, fmt, markdown_table, mean_std, plot_curves, run_arm
 from mnemonet.app import load_run
-from mnemonet.models import recompute_statistics
 from mnemonet.tasks.data import load_images
 from mnemonet.training.checkpoint import atomic_write_text
 
@@ -92,7 +91,7 @@ def evaluate(run_dir: Path, checkpoint: str, bn: bool) -> dict[str, dict[str, fl
     out = {"running": {split: accuracy(run.model, x, y) for split, (x, y) in splits.items()}}
     if bn:
         x_train, _ = split_inputs(run, "train")
-        recompute_statistics(run.model, torch.split(x_train, STATS_BATCH))
+        run.model.reestimate_statistics(torch.split(x_train, STATS_BATCH))
         out["recomputed"] = {split: accuracy(run.model, x, y) for split, (x, y) in splits.items()}
     else:
         out["recomputed"] = out["running"]  # no normalisation: nothing to re-estimate
@@ -252,7 +251,7 @@ This is a CPU-sized check of those two claims: permuted **8x8** scikit-learn dig
   "best" is the checkpoint of the best such validation accuracy, "final" the weights after {s.steps} steps.
 - After training, accuracy is computed exactly over all 180 validation and all 180 test images; for the
   BN-LSTM both with the running averages and with population statistics **re-estimated over the whole
-  training split** (`recompute_statistics`, batches of {STATS_BATCH}, cumulative average), as the paper estimates
+  training split** (`reestimate_statistics`, batches of {STATS_BATCH}, cumulative average), as the paper estimates
   them. One test image is 0.56 points.
 - "Steps to": the first evaluation at which the training loss (mean over the previous {s.eval_every} steps, in
   training mode) falls to {" / ".join(str(v) for v in LOSS_LEVELS)} (levels picked after looking at seed 0's

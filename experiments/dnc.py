@@ -68,7 +68,7 @@ BENCH = (
 
 
 SPEED_NOTE = """How ours runs: in the paper's configuration (LSTM controller, one write head, dense links, no
-options) a whole sequence is one autograd node (`mnemonet.models.dnc.sequence.DNCSequence`): all T steps
+options) a whole sequence is one autograd node (`mnemonet.kernels.dnc_sequence.DNCSequence`): all T steps
 run in one `forward` and all T vector-Jacobian products in one hand-written `backward`, with the weight
 gradients of the controller and interface formed once per sequence as one matmul each. Every per-step
 result is written into buffers that are made once per shape, with their views, and reused by later calls,
@@ -161,7 +161,6 @@ def memory_figures(run_dir: str | Path, fig_dir: Path) -> list[tuple[Path, str]]
         ``(path, caption)`` per figure; the caption says how many bits of that sequence were wrong.
     """
     from mnemonet.analysis.memory_maps import plot_memory_access
-    from mnemonet.models.dnc import run_with_trace
     from mnemonet.tasks.scoring import bit_errors
 
     out = []
@@ -169,7 +168,7 @@ def memory_figures(run_dir: str | Path, fig_dir: Path) -> list[tuple[Path, str]]
         run = load_run(run_dir, "last", [f"task.test_length_range=[{length},{length}]"])
         batch = run.task.sample(1, torch.Generator().manual_seed(1234), "test")
         with torch.no_grad():
-            y, _, trace = run_with_trace(run.model, batch.x, lengths=batch.lengths)
+            y, _, trace = run.model.trace(batch.x, lengths=batch.lengths)
         wrong = int(bit_errors(y, batch.target, batch.weight)[0])
         path = fig_dir / f"memory_access_L{length}.png"
         title = f"copy DNC, seed {SEEDS[0]}, L = {length}: {wrong} wrong bits"
@@ -221,8 +220,9 @@ def bench_verdict(bench: str) -> str:
 
 
 def scaling_note(bench: str) -> str:
-    """What the scaling table in the benchmark's output shows (peak memory of dense vs sparse links), or ''."""
-    rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+(dense|sparse K=\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s*$", bench, re.M)
+    """What the scaling table in the benchmark's output shows (peak memory of dense vs top-K links), or ''."""
+    row = r"^\s*(\d+)\s+(\d+)\s+(dense|(?:sparse|top-K) K=\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s*$"
+    rows = re.findall(row, bench, re.M)
     dense = {int(n): (int(b), float(mib)) for n, b, kind, _, _, mib in rows if kind == "dense"}
     sparse = {int(n): (int(b), float(mib)) for n, b, kind, _, _, mib in rows if kind != "dense"}
     if not dense or not sparse:
@@ -237,7 +237,8 @@ def scaling_note(bench: str) -> str:
     )
     if common is not None:
         text += (
-            f" With the sparse link (K = 8 entries per row) it grows as N·K: {sparse[common][1]:.0f} MiB at "
+            f" With the top-K link (`link_top_k = 8`: K = 8 entries per row of the dense update) it grows as N·K: "
+            f"{sparse[common][1]:.0f} MiB at "
             f"N = {common}, {dense[common][1] / max(sparse[common][1], 1e-9):.0f}x less than dense, and "
             f"{sparse[top][1]:.0f} MiB at N = {top}, where the dense link matrices of the 16 steps, kept for "
             f"backpropagation, would alone take {top**2 * 4 * 16 / 2**30:.0f} GiB."
@@ -404,7 +405,7 @@ learning rate raised to 1e-3:
 
 ## What the trained copy DNC does with its memory
 
-`plot_memory_access` of `run_with_trace` on the seed-{SEEDS[0]} copy model: write weightings, read
+`plot_memory_access` of `model.trace` on the seed-{SEEDS[0]} copy model: write weightings, read
 weightings, usage, gates (allocation g^a, write g^w, free f) and read modes (backward b, content c,
 forward f) over time, for one held-out sequence of the trained length and one of twice that length.
 In these two maps the model uses the DNC's mechanisms as the paper describes: while the input arrives

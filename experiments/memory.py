@@ -1,16 +1,15 @@
-"""Evidence for issue 7: Haviv, Rivkind & Barak (ICML 2019) on delayed recall of 8x8 digits, at CPU scale.
+"""Evidence for issues 7 and 11: Haviv, Rivkind & Barak (ICML 2019) on delayed recall of 8x8 digits, at CPU scale.
 
-Trains a 100-unit GRU on delayed recall (Tmax = 20, 10 classes) under three protocols (the delay curriculum
-DeCu, the vocabulary curriculum VoCu, no curriculum), several seeds each, with the same step budget; then
-(1)+(2) measures accuracy at fixed delays up to 10x the trained ones on the test split, (3) finds one slow
-point per class and rank-correlates its speed with the class's accuracy at a long delay, and (4) fine-tunes
-every DeCu model with each regulariser of ``mnemonet.analysis.regularizers`` against the same fine-tune
-without it (same seed, same batches), comparing accuracy at 5x and 10x the trained delay. It writes
-``docs/results/memory.md`` and its figures. Resumable: finished runs are skipped and every evaluation
-is cached as JSON next to its run; ``--quick`` is a one-minute smoke version under
+Trains a 100-unit GRU on delayed recall (Tmax = 20, 10 classes) in five arms (DeCu and VoCu each with the
+threshold rule and with the authors' fixed step schedule, and no curriculum), several seeds each, with the
+same step budget and a checkpoint kept every ``KEEP_EVERY`` steps; then ``memory_evidence.py`` evaluates them
+(accuracy vs delay, within-run spread, slow points, attractors, speed vs accuracy, slow points over training)
+and writes ``docs/results/memory.md``. With ``--finetune`` it instead runs issue 7's regulariser fine-tunes on
+the DeCu models and writes ``docs/results/memory_finetune.md``. Resumable: finished runs are skipped and every
+evaluation is cached as JSON next to its run; ``--quick`` is a small smoke version under
 ``runs/experiments/memory-quick``.
 
-    PYTHONPATH=src:experiments .venv/bin/python experiments/memory.py [--quick]
+    PYTHONPATH=src:experiments .venv/bin/python experiments/memory.py [--quick] [--train-only] [--finetune]
 """
 
 from __future__ import annotations
@@ -51,10 +50,13 @@ from mnemonet.training.logging import MetricsLog
 from mnemonet.training.trainer import Trainer
 
 ARMS = {  # label -> preset (100-unit GRU, Tmax 20, 10 classes; they differ only in the curriculum)
-    "DeCu": "delayed_recall_gru-small",
+    "DeCu": "delayed_recall_gru-small",  # threshold rule: next stage after an evaluation at >= 90 %
+    "DeCu fixed": "delayed_recall_gru_decu_schedule-small",  # the authors' fixed step schedule
     "VoCu": "delayed_recall_gru_vocu-small",
+    "VoCu fixed": "delayed_recall_gru_vocu_schedule-small",
     "none": "delayed_recall_gru_nocu-small",
 }
+KEEP_EVERY = 250  # a checkpoint kept every so many steps, for the over-training analysis
 # fine-tune arm -> (regulariser kind, λ); None is the λ = 0 control (same fine-tune, no extra loss)
 FINETUNES: dict[str, tuple[str, float] | None] = {
     "λ=0": None,
@@ -232,14 +234,20 @@ def full_task_from(run_dir: Path) -> int:
     return max((int(r["step"]) for r in records if r.get("stage", 0) < last), default=0)
 
 
+def train_one(arm: str, seed: int, s: Settings) -> dict:
+    """Train one arm and seed (or find it done), keeping a checkpoint every ``KEEP_EVERY`` steps."""
+    keep = max(1, min(KEEP_EVERY, s.steps // 4))
+    overrides = [f"trainer.steps={s.steps}", f"trainer.checkpoint_every={keep}", "trainer.tensorboard=false",
+                 f"trainer.keep_checkpoints={s.steps // keep + 1}"]  # fmt: skip
+    return run_arm(ARMS[arm], arm.replace(" ", "_"), seed, s.root / "train", overrides, threads=1)
+
+
 def train_arms(s: Settings) -> dict[str, list[dict]]:
     """Every arm x seed trained (or found done), evaluated; ``{arm: [record per seed]}``."""
-    overrides = [f"trainer.steps={s.steps}", f"trainer.checkpoint_every={s.steps // 2}"]
-    overrides.append("trainer.tensorboard=false")
     results: dict[str, list[dict]] = {}
-    for arm, preset in ARMS.items():
+    for arm, _preset in ARMS.items():
         for seed in s.seeds:
-            record = run_arm(preset, arm, seed, s.root / "train", overrides, threads=1)
+            record = train_one(arm, seed, s)
             run = load_run(record["run"], "last")
             stage = run.task.state_dict()
             t0 = time.perf_counter()
@@ -749,21 +757,33 @@ sign-flip p over the {n} pairs; with {n} pairs the smallest possible p is {2 / 2
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, few steps: a one-minute smoke run")
-    parser.add_argument("--train-only", action="store_true", help="train and evaluate the arms only")
+    parser.add_argument("--train-only", action="store_true", help="train the arms only (no evaluation)")
+    parser.add_argument(
+        "--finetune", action="store_true", help="also the regulariser fine-tunes of issue 7 (memory_finetune.md)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     s = settings(args.quick)
     t0 = time.perf_counter()
+    for seed, arm in itertools.product(s.seeds, ARMS):  # one run at a time, each arm's seeds in turn
+        rec = train_one(arm, seed, s)
+        print(f"{arm} s{seed}: {rec['seconds']:.0f}s", flush=True)
+    if args.train_only:
+        return
+    if not args.finetune:
+        import memory_evidence  # the issue-11 evidence: docs/results/memory.md
+
+        memory_evidence.main()
+        return
     results = train_arms(s)
-    ft = {} if args.train_only else finetune_all(results, s)
+    ft = finetune_all(results, s)
     this = time.perf_counter() - t0
     timings_path = s.root / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     timings["this"] = this
     timings["total"] = timings.get("total", 0.0) + this  # all invocations together
     atomic_write_text(timings_path, json.dumps(timings))
-    if args.train_only:
-        return
+    s = dataclasses.replace(s, doc=s.doc.with_name("memory_finetune.md"))
     print(f"wrote {write_doc(results, ft, s, timings)} in {time.perf_counter() - t0:.0f}s", flush=True)
 
 

@@ -114,20 +114,17 @@ def selection_shift(run_dir: str | Path, num: int = 128) -> float | None:
     Returns:
         The share in [0, 1], or None for a model without module selection (the LSTM).
     """
-    from mnemonet.models.rims import run_with_trace
 
     def compute() -> float | None:
         run = load_run(run_dir, "last")
-        core = run.model.core  # under the readout: the Recurrent, or an encoder in front of it
-        inner = getattr(core, "core", core)
-        if not hasattr(getattr(inner, "cell", None), "trace"):
-            return None
         gen = torch.Generator().manual_seed(0)
         clean = run.task.sample_at_resolution(num, gen, 8, "test", 0.0).x  # (B, 64, 1)
         noisy = clean + NOISE * torch.randn(clean.shape, generator=gen)  # (B, 64, 1)
         with torch.no_grad():
-            _, _, a = run_with_trace(core, clean)  # (B, T, n) or (B, T, L, n)
-            _, _, b = run_with_trace(core, noisy)
+            a = run.model.trace(clean)[2].get("active")  # (B, T, n) or (B, T, L, n)
+            b = run.model.trace(noisy)[2].get("active")
+        if a is None:
+            return None
         return float((a != b).flatten(2).any(-1).float().mean())
 
     return cached(Path(run_dir) / "selection.json", {"images": num, "noise": NOISE}, compute)

@@ -27,6 +27,13 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Config override KEY=VALUE (repeatable), e.g. --set trainer.lr=1e-3."),
 ]
+CheckpointOption = Annotated[
+    str,
+    typer.Option(
+        help="best (default: the best validation weights, or the newest checkpoint if none), last, or a "
+        "checkpoint .json path."
+    ),
+]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU intra-op threads.")]
 
@@ -48,6 +55,24 @@ def _run_guarded(fn, *args, **kwargs):
         raise _fail(err, 1) from None
     except ValueError as err:
         raise _fail(err, 2) from None
+    except OSError as err:  # disk full, no permission, a folder gone: the file and what to do
+        raise _fail(OSError(_os_error_text(err)), 1) from None
+
+
+def _os_error_text(err: OSError) -> str:
+    """``PATH: No space left on device; free some space ...``: one line for a failed file operation."""
+    import errno
+
+    where = err.filename or "a file"
+    reason = err.strerror or str(err)
+    fixes = {
+        errno.ENOSPC: "free some space or write the run elsewhere (--out)",
+        errno.EDQUOT: "free some space or write the run elsewhere (--out)",
+        errno.EACCES: "check the folder's permissions or write elsewhere (--out)",
+        errno.EROFS: "write the run to a writable folder (--out)",
+    }
+    fix = fixes.get(err.errno or 0, "check the path and try again")
+    return f"{where}: {reason}; {fix}"
 
 
 def _console():
@@ -98,6 +123,11 @@ def train(
     )  # fmt: skip
     from mnemonet.training.distributed import env_info
 
+    if result.reason == "interrupted":
+        if env_info().rank == 0:
+            typer.echo(f"run {run.path}: stopped at step {result.step}, checkpoint written; continue with "
+                       f"mnemonet train --resume {run.path}", err=True)  # fmt: skip
+        raise typer.Exit(128 + (result.signal or 15))
     if env_info().rank == 0 and not quiet:
         metric = f"valid_{run.task.primary_metric}"
         value = result.last.get(metric)
@@ -115,7 +145,7 @@ def eval_(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder.")],
     overrides: SetOption = None,
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
-    checkpoint: Annotated[str, typer.Option(help="last, best, or a checkpoint .json path.")] = "last",
+    checkpoint: CheckpointOption = "best",
     batches: Annotated[
         int | None, typer.Option(min=1, help="Batches to average (default trainer.eval_batches).")
     ] = None,
@@ -161,7 +191,7 @@ def _require_run(run: Path) -> None:
 @app.command()
 def analyze(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder.")],
-    checkpoint: Annotated[str, typer.Option(help="best, last, or a checkpoint .json path.")] = "best",
+    checkpoint: CheckpointOption = "best",
     delays: Annotated[
         str | None, typer.Option(help="Delays for accuracy vs delay, e.g. 5,10,20,40 (default: from the run).")
     ] = None,
@@ -173,17 +203,28 @@ def analyze(
     device: Annotated[str | None, typer.Option("--device", help="cpu (default), cuda or cuda:N.")] = None,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    over_training: Annotated[
+        bool, typer.Option("--over-training", help="Instead: each class's slow point over the kept checkpoints.")
+    ] = False,
 ) -> None:
     """Analyse a trained run: figures, slow points and a self-contained report.html.
 
     Writes RUN/analysis/ (PNG figures, slow_points.npz, summary.json) and RUN/report.html: training
     curves, hidden-state PCA, and for delayed recall accuracy vs delay, slow points and slow-point speed
     vs per-class accuracy; module rasters (RIMs/BRIMs) and memory maps (DNC) where the model has them.
+    With --over-training: each class's slow point and accuracy at every kept checkpoint (the paper's Fig. 5),
+    in analysis/over_training.{json,png} and a report section.
     """
-    from mnemonet.app.run_analysis import analyze_run, parse_delays
+    from mnemonet.app.run_analysis import analyze_over_training, analyze_run, parse_delays
     from mnemonet.training.device import choose_device, num_threads
 
     _require_run(run)
+    if over_training:
+        dev = _run_guarded(choose_device, device or "cpu")
+        with num_threads(threads):
+            path = _run_guarded(analyze_over_training, run, None, min(trials, 300), seed, device=dev)
+        typer.echo(f"report: {path}")
+        return
     chosen = _run_guarded(parse_delays, delays) if delays is not None else None
     dev = _run_guarded(choose_device, device or "cpu")
     with num_threads(threads):
@@ -216,7 +257,7 @@ def sample(
     length: Annotated[int, typer.Option(min=0, help="Characters to generate.")] = 200,
     prime: Annotated[str, typer.Option(help="Text to start from.")] = "The ",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    checkpoint: Annotated[str, typer.Option(help="last, best, or a checkpoint .json path.")] = "last",
+    checkpoint: CheckpointOption = "best",
 ) -> None:
     """Generate text from a trained character-level language model."""
     import torch
@@ -265,10 +306,11 @@ def summary(
                 raise _fail(ConfigError(f"{text.split('=')[0]}: with a model name, --set takes the model's "
                                         "keywords (e.g. hidden_size=64)"), 2)  # fmt: skip
             kwargs[key] = value
-        if "hidden_size" not in kwargs and "hidden_size" in _params(model):
-            kwargs["hidden_size"] = 32
         size = kwargs.setdefault("input_size", input_size)
+        filled = _summary_defaults(model, kwargs, seq_len)
         net = _run_guarded(build, model, **kwargs)
+        if filled:
+            typer.echo(f"({model} with {', '.join(f'{k}={v}' for k, v in filled.items())}; change them with --set)")
     else:
         if Path(model).is_dir():
             cfg = _run_guarded(read_run_config, model, overrides)
@@ -280,15 +322,57 @@ def summary(
     typer.echo(str(_run_guarded(model_summary, net, (1, seq_len, size))))
 
 
-def _params(name: str) -> list[str]:
+# sizes a bare model name is summarised with when --set does not give them (required ones and hidden_size)
+SUMMARY_SIZES = {"hidden_size": 32, "memory_size": 16, "word_size": 8, "num_reads": 2, "num_writes": 1,
+                 "num_modules": 4, "module_size": 16, "k": 2}  # fmt: skip
+
+
+def _summary_defaults(name: str, kwargs: dict, seq_len: int) -> dict:
+    """Fill in, in place, the sizes ``name`` needs that ``kwargs`` lacks; returns what was filled in."""
+    import inspect
+
     from mnemonet.models import registry
 
-    return registry.parameters(name)
+    if name not in registry.available():
+        return {}
+    params = inspect.signature(registry._REGISTRY[name]).parameters
+    required = [
+        n for n, p in params.items() if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    extra = {"output_size": kwargs["input_size"], "max_length": seq_len}
+    filled = {}
+    for key in params:
+        if key in kwargs or not (key in required or key == "hidden_size"):
+            continue
+        value = SUMMARY_SIZES.get(key, extra.get(key))
+        if value is not None:
+            kwargs[key] = filled[key] = value
+    return filled
 
 
 # ----------------------------------------------------------------------------------------------
 # presets, demo
 # ----------------------------------------------------------------------------------------------
+
+
+@app.command("config")
+def config_(
+    config: Annotated[str, typer.Argument(metavar="PRESET|YAML|RUN", help="Preset, YAML file or run folder.")],
+    overrides: SetOption = None,
+) -> None:
+    """Print the resolved config (extends and --set applied, every default filled in) as YAML.
+
+    The output is what `mnemonet train` would write to the run's config.yaml, and can be saved and trained
+    as it is: ``mnemonet config copy_lstm-small --set trainer.lr=3e-3 > my.yaml; mnemonet train my.yaml``.
+    """
+    from mnemonet.app.run import read_run_config
+    from mnemonet.training.config import load_config
+
+    if Path(config).is_dir():
+        cfg = _run_guarded(read_run_config, config, list(overrides or []))
+    else:
+        cfg = _run_guarded(load_config, config, list(overrides or []))
+    typer.echo(cfg.to_yaml(), nl=False)
 
 
 @app.command()
@@ -325,8 +409,15 @@ def demo(
                  analyze=analyze_run)  # fmt: skip
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
-    """Entry point of the ``mnemonet`` script and ``python -m mnemonet``."""
+    """Entry point of the ``mnemonet`` script and ``python -m mnemonet``; warnings print as one ``warning:`` line."""
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     app(prog_name="mnemonet")
 
 

@@ -99,3 +99,20 @@ def test_training_curves_from_metrics_jsonl(tmp_path):
     path.write_text("{not json}\n")
     with pytest.raises(ValueError, match="line 1"):
         plots.read_metrics(path)
+
+
+def test_training_curves_draw_the_logged_training_loss(tmp_path):
+    rows = [
+        {"step": 10, "train_loss": 0.8, "train_curve": [[5, 0.9], [10, 0.7]], "valid_accuracy": 0.5},
+        {"step": 20, "train_loss": 0.4, "train_curve": [[15, 0.5], [20, 0.3]], "valid_accuracy": 0.9},
+    ]
+    fig = plots.plot_training_curves(rows)
+    loss = fig.axes[0]
+    assert loss.get_title() == plots._words("train_loss")
+    curve, means = loss.lines  # the logged curve, then the per-evaluation means
+    assert list(curve.get_xdata()) == [5, 10, 15, 20] and list(curve.get_ydata()) == [0.9, 0.7, 0.5, 0.3]
+    assert list(means.get_ydata()) == [0.8, 0.4]
+    assert len(loss.get_legend().get_texts()) == 2
+    # a curve alone (no train_loss key) still gets its panel
+    fig = plots.plot_training_curves([{k: v for k, v in r.items() if k != "train_loss"} for r in rows])
+    assert list(fig.axes[0].lines[0].get_ydata()) == [0.9, 0.7, 0.5, 0.3]

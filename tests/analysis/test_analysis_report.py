@@ -121,18 +121,23 @@ def test_analysis_sections_compose_into_a_report(tmp_path):
     x, labels, ts, ta = _batch()
     traj = run_trajectories(model, x, labels=labels, ts=ts, ta=ta)
     curves = {"none": ([5, 10, 20], [0.9, 0.6, 0.3])}
+    summary = {}
     sections = analysis_sections(
         model, traj, run / "analysis", num_initial=12, per_class=3, delay_curves=curves, trained_max=10,
-        finder_kwargs={"max_steps": 400},
+        finder_kwargs={"max_steps": 400}, attractor_steps=100, summary=summary,
     )  # fmt: skip
     titles = [s.title for s in sections]
-    assert titles == ["Hidden-state PCA", "Slow points", "Slow-point speed vs accuracy", "Accuracy vs delay"]
-    for name in ("pca_2d", "pca_3d", "slow_points", "eigenvalues", "speed_vs_accuracy", "accuracy_vs_delay"):
+    assert titles == ["Hidden-state PCA", "Slow points", "Attractors", "Slow-point speed vs accuracy",
+                      "Accuracy vs delay"]  # fmt: skip
+    names = ("pca_2d", "pca_3d", "slow_points", "eigenvalues", "attractors", "speed_vs_accuracy", "accuracy_vs_delay")
+    for name in names:
         assert (run / "analysis" / f"{name}.png").read_bytes()[:8] == PNG
     points = SlowPoints.load(run / "analysis" / "slow_points.npz")
     per_class = SlowPoints.load(run / "analysis" / "class_slow_points.npz")
     assert per_class.labels.tolist() == [0, 1, 2] and points.states.shape[1] == 5
-    assert "Spearman ρ" in sections[2].text
+    assert "Spearman ρ" in sections[3].text
+    assert summary["slow_points"]["distinct"] == len(points) and len(summary["attractors"]) >= 1
+    assert set(summary["speed_vs_accuracy"]) >= {"spearman_rho", "p"}
 
     save_sections(run, sections)
     assert [s.title for s in load_sections(run)] == titles
@@ -140,7 +145,7 @@ def test_analysis_sections_compose_into_a_report(tmp_path):
     out = rebuild_report(run)
     page = _parse(out)
     assert page.headings == ["Training curves", *titles]
-    assert len(page.images) == 1 + 2 + 2 + 1 + 1
+    assert len(page.images) == 1 + 2 + 2 + 1 + 1 + 1
     for img in page.images:
         assert _decode(img["src"])[:8] == PNG
     assert (run / "analysis" / "training_curves.png").is_file()

@@ -84,17 +84,21 @@ def test_finder_converges_on_lstm_and_gru_states(name):
     assert len(sp) >= 1 and bool(sp.converged.all())
     # the points are fixed points of the model's own step, checked independently of the finder
     with torch.no_grad():
-        step = transition(model, sp.states, x)
-    assert float((step - sp.states).abs().max()) < 1e-4
+        step = transition(model, sp.states.float(), x)  # states are float64 after the polish
+    assert float((step - sp.states.float()).abs().max()) < 1e-4
     assert sp.jacobians.shape == (len(sp), model.state_size, model.state_size)
     assert sp.eigenvalues.shape == (len(sp), model.state_size)
 
 
 def test_step_budget_leaves_far_points_unconverged():
     model = linear_model(torch.tensor([[0.5]], dtype=D64))
-    sp = find_slow_points(model, torch.zeros(1, dtype=D64), torch.tensor([[3.0], [0.0]], dtype=D64), max_steps=2)
-    by_origin = dict(zip(sp.origin.tolist(), sp.converged.tolist(), strict=True))
-    assert by_origin == {0: False, 1: True}
+    x0 = torch.tensor([[3.0], [0.0]], dtype=D64)
+    sp = find_slow_points(model, torch.zeros(1, dtype=D64), x0, max_steps=2, polish=False)
+    by_origin = dict(zip(sp.origin.tolist(), sp.reasons, strict=True))
+    assert by_origin == {0: "max_steps", 1: "converged"}
+    assert sp.iterations.tolist() == [0, 2]  # in speed order: 1 converged at once, 0 used the budget
+    polished = find_slow_points(model, torch.zeros(1, dtype=D64), x0, max_steps=2, unique_tol=None)
+    assert polished.reasons == ["converged", "converged"] and float(polished.speeds.max()) < 1e-20
 
 
 def test_outlier_rule():
@@ -117,12 +121,14 @@ def _container(states, speeds, converged):
     )
 
 
-def test_unique_keeps_the_slowest_converged_member_of_each_cluster():
+def test_unique_keeps_the_slowest_in_bounds_member_of_each_cluster():
     sp = _container(
         [[0.0, 0.0], [0.0, 5e-4], [1.0, 1.0], [1.0, 1.0 + 1e-4]], [1e-6, 1e-9, 1e-3, 1e-8], [True] * 3 + [False]
     )
     u = sp.unique(tol=1e-3)
-    assert u.origin.tolist() == [1, 2]  # 1 (slower than 0); 2 (converged, beats unconverged 3)
+    assert u.origin.tolist() == [1, 3]  # 1 (slower than 0); 3 (slower than 2, converged or not)
+    sp.stop_reason[1] = 3  # out of bounds: never kept over an in-bounds point
+    assert sp.unique(tol=1e-3).origin.tolist() == [3, 0]
     assert len(sp.unique(tol=0.0)) == 4
     with pytest.raises(ValueError, match="tol"):
         sp.unique(-1.0)

@@ -91,17 +91,18 @@ def test_class_slow_points_of_a_bistable_unit():
     assert sp.is_stable().tolist() == [True, True] and bool(sp.converged.all())
 
 
-def test_slowest_converged_point_of_each_class_is_kept():
-    speeds = [1e-3, 1e-6, 1e-5, 1e-2, 1e-4, 1e-9]
-    converged = [True, False, True, False, False, True]
-    labels = torch.tensor([0, 0, 0, 1, 1, 3])
+def test_slowest_in_bounds_point_of_each_class_is_kept():
+    speeds = [1e-3, 1e-6, 1e-5, 1e-2, 1e-4, 1e-9, 1e-12]
+    converged = [True, False, True, False, False, True, False]
+    labels = torch.tensor([0, 0, 0, 1, 1, 3, 4])
     pts = SlowPoints(
-        torch.arange(6, dtype=D64)[:, None], torch.tensor(speeds, dtype=D64), torch.tensor(converged), torch.arange(6)
+        torch.arange(7, dtype=D64)[:, None], torch.tensor(speeds, dtype=D64), torch.tensor(converged), torch.arange(7)
     )
+    pts.stop_reason[0] = pts.stop_reason[6] = 3  # out of bounds
     kept = slowest_per_class(pts, labels)
-    # class 0: 1e-5 (1e-6 did not converge); class 1: none converged, the slowest; class 3: its only point
-    assert kept.origin.tolist() == [2, 4, 5] and kept.labels.tolist() == [0, 1, 3]
-    assert kept.converged.tolist() == [True, False, True]
+    # class 0: 1e-6 (lowest q, converged or not); class 1: 1e-4; class 3: its only point; class 4: none in bounds
+    assert kept.origin.tolist() == [1, 4, 5] and kept.labels.tolist() == [0, 1, 3]
+    assert kept.reasons == ["max_steps", "max_steps", "converged"]
     with pytest.raises(ValueError, match="labels"):
         slowest_per_class(pts, labels[:5])
 

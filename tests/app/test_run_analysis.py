@@ -1,4 +1,4 @@
-"""Analysing run folders end to end (tiny runs), and the memory_speed regulariser and model.init_from in training."""
+"""Analysing run folders end to end (tiny runs), and the memory_speed regulariser and trainer.init_from in training."""
 
 from __future__ import annotations
 
@@ -110,8 +110,8 @@ def test_class_delay_is_the_one_halfway_between_chance_and_trained_accuracy():
 def test_analyze_delayed_recall_writes_figures_slow_points_and_report(recall_run, analysed):
     assert analysed == recall_run / "report.html"
     out = recall_run / "analysis"
-    for name in ("training_curves", "pca_2d", "pca_3d", "slow_points", "eigenvalues", "speed_vs_accuracy",
-                 "accuracy_vs_delay"):  # fmt: skip
+    for name in ("training_curves", "pca_2d", "pca_3d", "slow_points", "eigenvalues", "attractors",
+                 "speed_vs_accuracy", "accuracy_vs_delay"):  # fmt: skip
         assert (out / f"{name}.png").read_bytes().startswith(PNG), name
     points = SlowPoints.load(out / "slow_points.npz")
     assert len(points) >= 1 and points.states.shape[1] == 8 and points.eigenvalues is not None
@@ -119,15 +119,16 @@ def test_analyze_delayed_recall_writes_figures_slow_points_and_report(recall_run
     assert per_class.labels is not None
     page = _page(analysed)
     assert page.headings[0] == "Training curves"
-    for heading in ("Hidden-state PCA", "Slow points", "Slow-point speed vs accuracy", "Accuracy vs delay",
-                    "Run and analysis settings"):  # fmt: skip
+    for heading in ("Hidden-state PCA", "Slow points", "Attractors", "Slow-point speed vs accuracy",
+                    "Accuracy vs delay", "Run and analysis settings"):  # fmt: skip
         assert heading in page.headings
     assert "Module activity (RIMs / BRIMs)" not in page.headings  # a GRU has no module trace
-    assert len(page.images) == 7
+    assert len(page.images) == 8
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kind"] == "delayed_recall" and summary["checkpoint"] == "best"
     assert summary["trained_max_delay"] == 6 and set(summary["accuracy_vs_delay"]) == {"2", "4", "6", "9", "12"}
-    assert summary["class_delay"] in (9, 12) and summary["slow_points"] == len(points)
+    assert summary["class_delay"] in (9, 12) and summary["slow_points"]["distinct"] == len(points)
+    assert summary["attractors"] and "spearman_rho" in summary["speed_vs_accuracy"]
 
 
 def test_accuracy_vs_delay_matches_a_plain_loop(recall_run, analysed):
@@ -203,7 +204,7 @@ def test_not_a_run_and_bad_arguments_are_clear_errors(tmp_path, recall_run):
 
 
 # ----------------------------------------------------------------------------------------------
-# the memory_speed regulariser and model.init_from in training
+# the memory_speed regulariser and trainer.init_from in training
 # ----------------------------------------------------------------------------------------------
 
 
@@ -273,7 +274,7 @@ def test_finetune_preset_starts_from_a_run_and_resumes(tmp_path, recall_run):
     small = ["model.hidden_size=8", "task.t_max=7", "task.min_gap=2", "trainer.batch_size=8", "trainer.eval_every=2",
              "trainer.eval_batches=1", "trainer.checkpoint_every=2", "trainer.tensorboard=false", "trainer.threads=1",
              "trainer.device=cpu", "regularizer.num_trials=128", "regularizer.correct_only=false",
-             f"model.init_from={recall_run}"]  # fmt: skip
+             f"trainer.init_from={recall_run}"]  # fmt: skip
     cfg = load_config("delayed_recall_gru_finetune_speed-small", [*small, "trainer.steps=1", "trainer.lr=1e-12"])
     assert cfg.curriculum.name is None and cfg.regularizer.name == "memory_speed"
     _, run = train(cfg, out=tmp_path / "ft0", progress="off")
@@ -291,7 +292,7 @@ def test_finetune_preset_starts_from_a_run_and_resumes(tmp_path, recall_run):
 def test_init_from_errors(tmp_path, recall_run):
     model, _ = _model_and_task()
     assert init_from_run(model, recall_run) == recall_run / "checkpoints" / "best.json"
-    with pytest.raises(ConfigError, match=r"model\.init_from: .* is not a run folder"):
+    with pytest.raises(ConfigError, match=r"trainer\.init_from: .* is not a run folder"):
         init_from_run(model, tmp_path)
     with pytest.raises(ConfigError, match=r"expected a run folder or a checkpoint \.json"):
         init_from_run(model, tmp_path / "missing")
@@ -307,3 +308,29 @@ def test_parse_positive_ints_is_shared_and_names_its_argument():
     for bad in ["", "0", "1,-2", "two"]:
         with pytest.raises(ValueError, match="--threads: expected comma-separated integers >= 1 such as 1,2"):
             parse_positive_ints(bad, "--threads")
+
+
+def test_over_training_follows_every_kept_checkpoint(recall_run, analysed):
+    from mnemonet.app.run_analysis import analyze_over_training
+
+    page = analyze_over_training(recall_run, delay=9, trials=32, max_steps=20)
+    data = json.loads((recall_run / "analysis" / "over_training.json").read_text())
+    assert [r["step"] for r in data["rows"]] == [5, 10] and data["delay"] == 9
+    assert all(len(r["speeds"]) == len(r["accuracy"]) == 10 for r in data["rows"])
+    for suffix in ("png", "pdf", "svg"):
+        assert (recall_run / "analysis" / f"over_training.{suffix}").stat().st_size > 0
+    assert "Slow points over training" in _page(page).headings
+
+
+def test_analyze_a_moving_digits_run_draws_frames_and_probes_layers(tmp_path):
+    cfg = {
+        "model": {"name": "frame_predictor", "core": "lstm", "embed_size": 8, "hidden_size": 8, "num_layers": 2},
+        "task": {"name": "moving_digits", "canvas": 16, "num_digits": 1, "frames": 4, "observed": 2},
+        "trainer": {"steps": 2, "batch_size": 4, "eval_every": 2, "eval_batches": 1, "tensorboard": False},
+    }
+    run = _train(cfg, tmp_path / "video")
+    page = _page(analyze_run(run, trials=8, progress=False))
+    assert "Predicted frames and location probe" in page.headings
+    assert (run / "analysis" / "frames.png").read_bytes().startswith(PNG)
+    text = (run / "report.html").read_text()
+    assert "layer 1: R²" in text and "layer 2: R²" in text

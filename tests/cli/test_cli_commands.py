@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import mnemonet
 from mnemonet.cli import app
 from mnemonet.training.config import list_presets
 from mnemonet.training.logging import read_metrics
@@ -73,7 +74,7 @@ def test_train_eval_resume(tmp_path, tiny_yaml):
     assert saved["trainer"]["steps"] == 10 and saved["model"] == {"name": "gru", "hidden_size": 8}
     assert [r["step"] for r in read_metrics(run)] == [5, 10]
 
-    result = invoke("eval", run, "--split", "valid")
+    result = invoke("eval", run, "--split", "valid", "--checkpoint", "last")
     assert result.exit_code == 0, result.output
     record = json.loads((run / "eval_valid.json").read_text())
     assert record["step"] == 10 and 0.0 <= record["accuracy"] <= 1.0
@@ -123,7 +124,7 @@ def test_damaged_checkpoint_is_reported_and_nothing_is_lost(tmp_path, tiny_yaml)
     assert result.exit_code == 1
     assert "step_00000010.safetensors: damaged checkpoint weights" in result.output
     assert "older checkpoints: step_00000005.json" in result.output
-    result = invoke("eval", run)
+    result = invoke("eval", run, "--checkpoint", "last")
     assert result.exit_code == 1 and "damaged checkpoint weights" in result.output
     assert snapshot(run) == before  # nothing written, nothing deleted
 
@@ -137,10 +138,11 @@ def test_summary_of_a_model_name_and_of_a_preset(tiny_yaml):
     assert "readout" in result.output
     result = invoke("summary", "lstm", "--set", "hidden_sise=16")
     assert result.exit_code == 2 and "did you mean 'hidden_size'" in result.output
-    result = invoke("summary", "dnc", "--set", "hidden_size=16")
-    assert result.exit_code == 2 and "output_size, memory_size, word_size, num_reads: required by model 'dnc'" in (
-        result.output
-    )
+    result = invoke("summary", "dnc", "--set", "hidden_size=64")  # as the README shows it
+    assert result.exit_code == 0, result.output
+    assert "(dnc with output_size=8, memory_size=16, word_size=8, num_reads=2; change them with --set)" in result.output
+    dnc = mnemonet.build("dnc", input_size=8, hidden_size=64, output_size=8, memory_size=16, word_size=8, num_reads=2)
+    assert f"Total params: {sum(p.numel() for p in dnc.parameters()):,}" in result.output
     result = invoke("summary", "gru", "--set", "input_size=5", "--set", "hidden_size=4")
     assert result.exit_code == 0 and "Total params: 132" in result.output  # 3*4*(5 + 4) + 2*3*4
 

@@ -1,8 +1,8 @@
 """BN-LSTM (Cooijmans et al., 2017) against a plain-loop reference with per-step statistics computed by hand.
 
-Covers: train and eval modes of every variant, fast sequence path = step path (values, gradients, running
-statistics), steps past max_length, padding, recompute_statistics, gradcheck of the hand-written backward,
-gradients reaching every parameter, state_dict round trip, Stacked/Bidirectional, bad input.
+Covers: train and eval modes of every variant, steps past max_length, padding, reestimate_statistics,
+gradients reaching every parameter, state_dict round trip, Stacked/Bidirectional, bad input. The kernel
+against the step loop: tests/kernels/test_bn_lstm_kernel.py.
 """
 
 from __future__ import annotations
@@ -12,112 +12,12 @@ import copy
 import pytest
 import torch
 
-import mnemonet.models.onednn as onednn_mod
-from mnemonet.models.bn_lstm import BNLSTMCell, bn_lstm, recompute_statistics
-from mnemonet.models.cells import LSTMState
+from bn_lstm_reference import VARIANTS, H, I, L, close, make, randomise, reference, run
+from mnemonet.models.bn_lstm import BNLSTMCell, bn_lstm
 from mnemonet.models.recurrent import Bidirectional, Recurrent, Stacked, reverse_padded
 from mnemonet.models.registry import build
 from mnemonet.models.seq_norm import StepBatchNorm, masked_moments
 from mnemonet.tasks.base import Batch
-
-I, H, L = 3, 4, 4  # input size, hidden size, max_length
-VARIANTS = ["full", "input_only", "summed"]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the reference: one plain loop, statistics by hand
-# ----------------------------------------------------------------------------------------------------------
-
-
-def reference(cell: BNLSTMCell, x, lengths=None, training=True, state=None):
-    """Plain-loop BN-LSTM. Returns y `[B, T, H]`, (h, c), and the batch statistics {name: {t: (mean, var, n)}}."""
-    B, T, _ = x.shape
-    real = torch.ones(B, T, dtype=torch.bool) if lengths is None else torch.arange(T)[None] < lengths[:, None]
-    stats: dict[str, dict[int, tuple]] = {}
-
-    def norm(name, v, t, rows):
-        bn = getattr(cell, name)
-        if training:
-            sel = v[rows]  # only real rows count
-            n = sel.shape[0]
-            mean = sel.sum(0) / max(n, 1)
-            var = ((sel - mean) ** 2).sum(0) / max(n, 1) if n else torch.ones_like(mean)
-            stats.setdefault(name, {})[t] = (mean, var, n)
-        else:
-            slot = min(t, cell.max_length - 1)
-            mean, var = bn.running_mean[slot], bn.running_var[slot]
-        shift = 0.0 if bn.bias is None else bn.bias
-        return bn.weight * (v - mean) / torch.sqrt(var + bn.eps) + shift
-
-    wx_all = x @ cell.weight_ih.T  # (B, T, 4H)
-    if cell.normalization == "sequence":
-        if training:
-            sel = wx_all[real]
-            mean, var = sel.mean(0), ((sel - sel.mean(0)) ** 2).mean(0)
-            stats["bn_x"] = {0: (mean, var, sel.shape[0])}
-        else:
-            mean, var = cell.bn_x.running_mean[0], cell.bn_x.running_var[0]
-        ix_all = cell.bn_x.weight * (wx_all - mean) / torch.sqrt(var + cell.bn_x.eps)
-
-    h = torch.zeros(B, cell.hidden_size, dtype=x.dtype) if state is None else state[0]
-    c = torch.zeros(B, cell.hidden_size, dtype=x.dtype) if state is None else state[1]
-    ys = []
-    for t in range(T):
-        rows = real[:, t]
-        wx, wh = wx_all[:, t], h @ cell.weight_hh.T
-        if cell.variant == "summed":
-            pre = norm("bn_gates", wx + wh, t, rows) + cell.bias
-        else:
-            ix = ix_all[:, t] if cell.normalization == "sequence" else norm("bn_x", wx, t, rows)
-            rec = norm("bn_h", wh, t, rows) if cell.variant == "full" else wh
-            pre = rec + ix + cell.bias
-        i, f, g, o = pre.chunk(4, 1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        c_out = norm("bn_c", c_new, t, rows) if cell.variant == "full" else c_new
-        h_new = torch.sigmoid(o) * torch.tanh(c_out)
-        h = torch.where(rows[:, None], h_new, h)
-        c = torch.where(rows[:, None], c_new, c)
-        ys.append(torch.where(rows[:, None], h_new, torch.zeros_like(h_new)))
-    return torch.stack(ys, 1), (h, c), stats
-
-
-def randomise(model, seed=1):
-    """Random γ, β, biases and running statistics, so that no parameter sits at a special value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("weight") or name.endswith("bias"):
-                p.copy_(0.5 + torch.rand(p.shape, generator=gen, dtype=p.dtype))
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=gen, dtype=b.dtype) * 0.3)
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=gen, dtype=b.dtype))
-    return model
-
-
-def make(variant="full", normalization="step", **kw):
-    return randomise(bn_lstm(I, H, L, variant=variant, normalization=normalization, **kw).double())
-
-
-def run(model, x, lengths=None, path="fast", state=None):
-    """Forward (fast sequence path or step loop), a loss touching y and the final state, backward."""
-    model.zero_grad()
-    if path == "fast":
-        y, s = model(x, state=state, lengths=lengths)
-    else:
-        y, s, _ = model(x, state=state, lengths=lengths, return_states=True)
-    weights = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
-    h, c = (s.h, s.c) if isinstance(s, LSTMState) else (s[-1].h, s[-1].c)
-    ((y * weights).sum() + (h**2).sum() + 0.3 * c.sum()).backward()
-    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
-    buffers = {k: b.clone() for k, b in model.named_buffers()}
-    return y.detach(), s, grads, buffers
-
-
-def close(a, b, tol=1e-10):
-    torch.testing.assert_close(a, b, rtol=tol, atol=tol)
-
 
 # ----------------------------------------------------------------------------------------------------------
 # values against the reference
@@ -197,40 +97,6 @@ def test_steps_past_max_length_use_the_last_statistics(path):
 # ----------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("padded", [False, True])
-def test_sequence_path_equals_step_path(variant, training, padded):
-    model = make(variant).train(training)
-    x = torch.randn(6, 7, I, dtype=torch.float64)
-    lengths = torch.tensor([7, 3, 5, 7, 1, 6]) if padded else None
-    state = LSTMState(torch.randn(6, H, dtype=torch.float64), torch.randn(6, H, dtype=torch.float64))
-    fast = run(copy.deepcopy(model), x, lengths, "fast", state)
-    step = run(copy.deepcopy(model), x, lengths, "step", state)
-    close(fast[0], step[0])
-    close(fast[1].h, step[1].h)
-    close(fast[1].c, step[1].c)
-    for k in fast[2]:
-        close(fast[2][k], step[2][k], 1e-9)
-    for k in fast[3]:
-        close(fast[3][k].double(), step[3][k].double())
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_initial_state_gets_gradients(variant):
-    model = make(variant).train()
-    x = torch.randn(4, 5, I, dtype=torch.float64)
-    grads = []
-    start = torch.randn(2, 4, H, dtype=torch.float64)
-    for path in ("fast", "step"):
-        h0, c0 = start[0].clone().requires_grad_(), start[1].clone().requires_grad_()
-        run(copy.deepcopy(model), x, torch.tensor([5, 2, 4, 5]), path, LSTMState(h0, c0))
-        grads.append((h0.grad, c0.grad))
-    close(grads[0][0], grads[1][0])
-    close(grads[0][1], grads[1][1])
-    assert grads[0][0].abs().sum() > 0 and grads[0][1].abs().sum() > 0
-
-
 # ----------------------------------------------------------------------------------------------------------
 # padding
 # ----------------------------------------------------------------------------------------------------------
@@ -295,11 +161,11 @@ def test_sequence_normalization_matches_reference(training, padded):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# recompute_statistics
+# reestimate_statistics
 # ----------------------------------------------------------------------------------------------------------
 
 
-def test_recompute_statistics_is_the_average_of_batch_statistics():
+def test_reestimate_statistics_is_the_average_of_batch_statistics():
     model = make("full", momentum=0.3)
     batches = [torch.randn(4, 6, I, dtype=torch.float64), (torch.randn(5, 3, I, dtype=torch.float64), None)]
     x3 = torch.randn(5, 5, I, dtype=torch.float64)
@@ -310,7 +176,7 @@ def test_recompute_statistics_is_the_average_of_batch_statistics():
     per_batch = []
     for xb, lb in ((batches[0], None), (batches[1][0], None), (x3, l3)):
         per_batch.append(reference(copy.deepcopy(model.cell), xb, lb, True)[2])
-    assert recompute_statistics(model, batches) == 3
+    assert model.reestimate_statistics(batches) == 3
     assert not model.training and not model.cell.bn_h.training  # mode restored
     assert model.cell.bn_h.momentum == 0.3
     for name in ("bn_x", "bn_h", "bn_c"):
@@ -322,44 +188,22 @@ def test_recompute_statistics_is_the_average_of_batch_statistics():
             close(bn.running_var[s], sum(v * n / (n - 1) for _, v, n in seen) / len(seen))
 
 
-def test_recompute_statistics_turns_dropout_off_and_restores_modes():
+def test_reestimate_statistics_turns_dropout_off_and_restores_modes():
     model = bn_lstm(I, H, L, num_layers=2, dropout=0.5).double().train()
     batches = [torch.randn(4, 5, I, dtype=torch.float64) for _ in range(2)]
-    recompute_statistics(model, batches)
+    model.reestimate_statistics(batches)
     first = {k: b.clone() for k, b in model.named_buffers()}
-    recompute_statistics(model, batches)  # dropout would make the second pass differ
+    model.reestimate_statistics(batches)  # dropout would make the second pass differ
     for k, b in model.named_buffers():
         close(b.double(), first[k].double())
     assert all(m.training for m in model.modules())
-    with pytest.raises(ValueError, match="model"):
-        recompute_statistics(torch.nn.Linear(2, 2), batches)
+    with pytest.raises(ValueError, match="model: expected a module with population statistics"):
+        build("gru", input_size=I, hidden_size=H).reestimate_statistics(batches)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # gradients
 # ----------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("training", [True, False])
-def test_gradcheck_sequence_path(variant, training):
-    """The hand-written backward of the sequence path against finite differences (float64)."""
-    torch.manual_seed(3)
-    model = make(variant).train(training)
-    names = [k for k, _ in model.named_parameters()]
-    x = torch.randn(4, 3, I, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(4, H, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(4, H, dtype=torch.float64, requires_grad=True)
-    lengths = torch.tensor([3, 2, 3, 2])
-    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
-
-    def f(x, h0, c0, *ps):
-        y, s = torch.func.functional_call(
-            model, dict(zip(names, ps, strict=True)), (x,), {"state": LSTMState(h0, c0), "lengths": lengths}
-        )
-        return y, s.h, s.c
-
-    assert torch.autograd.gradcheck(f, (x, h0, c0, *params), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -483,19 +327,6 @@ def test_step_batch_norm_cumulative_average():
 # ----------------------------------------------------------------------------------------------------------
 # oneDNN kernels (float32 on CPU) against torch.mm
 # ----------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_float32_kernels_match_plain_matmul(variant, monkeypatch):
-    model = bn_lstm(5, 8, 6, variant=variant).train()
-    x = torch.randn(7, 9, 5)
-    lengths = torch.tensor([9, 4, 9, 2, 7, 9, 5])
-    a = run(copy.deepcopy(model), x, lengths)
-    monkeypatch.setattr(onednn_mod, "USE_ONEDNN", False)
-    b = run(copy.deepcopy(model), x, lengths)
-    torch.testing.assert_close(a[0], b[0], rtol=1e-4, atol=1e-5)
-    for k in a[2]:
-        torch.testing.assert_close(a[2][k], b[2][k], rtol=1e-3, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_rims import random_state, reference_step
+from test_rims import random_state, reference_step, run_with_trace, traced
 
 from mnemonet.analysis.module_maps import plot_module_activity
 from mnemonet.models import state as st
 from mnemonet.models.brims import BRIMsCell, brims
 from mnemonet.models.registry import build
-from mnemonet.models.rims import RIMsGRUState, RIMsState, rims, run_with_trace
+from mnemonet.models.rims import RIMsGRUState, RIMsState, rims
 
 
 def small_brims(**kw) -> BRIMsCell:
@@ -122,7 +122,7 @@ def test_shapes_trace_and_output_layer():
     y0, s0 = low(x)
     assert y0.shape == (2, 6, 12)
     torch.testing.assert_close(y0[:, -1], s0[0].h.flatten(1))
-    assert model.cell.trace == [] and model.cell.record is False
+    assert model._traces is None
 
 
 def test_sequence_fast_path_equals_step_loop():
@@ -140,10 +140,9 @@ def test_sequence_fast_path_equals_step_loop():
 def test_inactive_modules_unchanged_and_no_gradient_in_every_layer():
     torch.manual_seed(0)
     cell = small_brims(k=1, num_layers=2)
-    cell.record = True
     state = random_state(cell, 1)
-    _, new = cell(torch.randn(1, 5), state)
-    active = cell.trace[0][0]  # (L, n)
+    _, new, active = traced(cell, torch.randn(1, 5), state)
+    active = active[0]  # (L, n)
     sum(s.h.sum() for s in new).backward()
     for i in range(2):
         off = ~active[i]

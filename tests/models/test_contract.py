@@ -6,6 +6,7 @@ import torch
 import mnemonet
 from mnemonet.models import state as st
 from mnemonet.models.cells import LSTMCell, LSTMState
+from mnemonet.models.readout import Readout
 from mnemonet.models.recurrent import Recurrent, Stacked, reverse_padded
 
 
@@ -136,3 +137,17 @@ def test_extra_repr_prints_non_defaults():
     text = repr(mnemonet.build("lstm", input_size=2, hidden_size=3, single_bias=True, forget_bias=1.0))
     assert "single_bias=True" in text and "forget_bias=1.0" in text
     assert "input_init" not in text
+
+
+def test_trace_names_each_loop_and_matches_forward():
+    torch.manual_seed(0)
+    layer = mnemonet.build("rims", input_size=3, num_modules=4, module_size=2, k=2, dropout=0.0)
+    model = Readout(Stacked([layer, Recurrent(LSTMCell(8, 5))]), output_size=2)
+    x, lengths = torch.randn(2, 6, 3), torch.tensor([6, 3])
+    y, _ = model(x, lengths=lengths)
+    y_t, _, traces = model.trace(x, lengths=lengths)
+    torch.testing.assert_close(y_t, y)
+    assert list(traces) == ["core.layers.0.active"]  # the LSTM layer offers nothing; names follow the modules
+    active = traces["core.layers.0.active"]
+    assert active.shape == (2, 6, 4) and not active[1, 3:].any() and bool((active[0].sum(-1) == 2).all())
+    assert layer._traces is None  # tracing ends with the call

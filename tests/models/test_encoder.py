@@ -8,7 +8,7 @@ import torch
 
 from mnemonet.models.encoder import Encoded, InputEncoder
 from mnemonet.models.registry import build
-from mnemonet.models.rims import RIMsCell, input_scores, run_with_trace
+from mnemonet.models.rims import RIMsCell, input_scores
 
 
 def test_linear_encoder_equals_encoder_then_core_on_both_paths():
@@ -53,6 +53,13 @@ def test_encoder_dropout_only_in_training():
     assert bool((enc.train()(x) == 0).any()) and InputEncoder("linear", 3, 64).train()(x).ne(0).all()
     with pytest.raises(ValueError, match="encoder_dropout"):
         InputEncoder("linear", 3, 4, dropout=1.0)
+
+
+def run_with_trace(model, x, state=None):
+    """Outputs, final state and the `[B, T, n]` active masks (through ``model.trace``)."""
+    y, final, traces = model.trace(x, state)
+    (key,) = [k for k in traces if k == "active" or k.endswith(".active")]  # "core.active" behind an encoder
+    return y, final, traces[key]
 
 
 def _scores_of_zero_input(cell: RIMsCell, x: torch.Tensor) -> torch.Tensor:

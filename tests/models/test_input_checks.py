@@ -15,28 +15,32 @@ SIZES = {
     "rims": {"num_modules": 4, "module_size": 3, "k": 2, "init": "torch"},
     "brims": {"num_modules": 4, "module_size": 3, "k": 2, "init": "torch"},
     "dnc": {"hidden_size": 6, "output_size": 4, "memory_size": 5, "word_size": 3, "num_reads": 1},
+    "frame_predictor": {"input_size": 5, "output_size": 4, "embed_size": 4, "hidden_size": 6},  # a 2x2 frame + flag
 }  # fmt: skip
 
 
 def make(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build(name, input_size=3, **SIZES[name])
+    return build(name, **{"input_size": 3, **SIZES[name]})
 
 
 def test_every_registered_model_is_covered():
+    import mnemonet  # noqa: F401  (registers every model)
+
     assert set(available()) <= set(SIZES)
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))
 def test_input_of_another_dtype_is_refused_by_name(name):
+    model = make(name)
     with pytest.raises(ValueError, match=r"^x: dtype float64 does not match the model's parameters \(float32\)"):
-        make(name)(torch.randn(2, 5, 3, dtype=torch.float64))
+        model(torch.randn(2, 5, model.input_size, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))
 def test_float64_model_runs_float64_input_like_float32(name):
     model = make(name).eval()  # RIMs/BRIMs drop out 0.1 in training by default (the official code's dropout)
-    x = torch.randn(2, 5, 3)
+    x = torch.randn(2, 5, model.input_size)
     y32, _ = model(x)
     y64, _ = model.to(torch.float64)(x.double())
     assert y64.dtype == torch.float64
@@ -45,5 +49,7 @@ def test_float64_model_runs_float64_input_like_float32(name):
 
 @pytest.mark.parametrize("name", sorted(SIZES))
 def test_empty_sequence_is_refused(name):
-    with pytest.raises(ValueError, match=r"^x: expected at least one time step \(T >= 1\), got shape \(2, 0, 3\)"):
-        make(name)(torch.zeros(2, 0, 3))
+    model = make(name)
+    D = model.input_size
+    with pytest.raises(ValueError, match=rf"^x: expected at least one time step \(T >= 1\), got shape \(2, 0, {D}\)"):
+        model(torch.zeros(2, 0, D))

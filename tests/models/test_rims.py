@@ -13,7 +13,19 @@ from mnemonet.models import state as st
 from mnemonet.models.base import Cell
 from mnemonet.models.recurrent import Recurrent
 from mnemonet.models.registry import build
-from mnemonet.models.rims import RIMsCell, RIMsGRUState, RIMsState, rims, run_with_trace, top_k_mask
+from mnemonet.models.rims import RIMsCell, RIMsGRUState, RIMsState, rims, top_k_mask
+
+
+def traced(cell, x_t, state):
+    """One step of a cell with its trace: (y, state, active)."""
+    y, new, record = cell.trace_step(cell.prepare(x_t.unsqueeze(1))[0], state)
+    return y, new, record["active"]
+
+
+def run_with_trace(model, x, state=None, lengths=None):
+    """A model's output, final state and `active` trace."""
+    y, final, traces = model.trace(x, state, lengths=lengths)
+    return y, final, traces["active"]
 
 
 def small_cell(**kw) -> RIMsCell:
@@ -139,9 +151,7 @@ def test_step_matches_plain_loop_reference(kw):
     torch.testing.assert_close(y, h_ref.flatten(1))
     if c is not None:
         torch.testing.assert_close(new.c, c_ref)
-    cell.record = True
-    cell(x, state)
-    assert torch.equal(cell.trace[-1], active_ref)
+    assert torch.equal(traced(cell, x, state)[2], active_ref)
 
 
 def test_hand_built_selection_picks_least_null_attention():
@@ -152,15 +162,11 @@ def test_hand_built_selection_picks_least_null_attention():
         cell.input_query.weight.zero_()
         cell.input_query.weight[:, 0, 0] = torch.tensor([0.1, 3.0, -2.0, 1.0])
     state = RIMsState(torch.ones(1, 4, 1), torch.zeros(1, 4, 1))
-    cell.record = True
-    cell(torch.tensor([[1.0, 0.0]]), state)
-    assert cell.trace[0].tolist() == [[False, True, False, True]]
+    assert traced(cell, torch.tensor([[1.0, 0.0]]), state)[2].tolist() == [[False, True, False, True]]
     assert top_k_mask(torch.tensor([[0.1, 3.0, -2.0, 1.0]]), 2).tolist() == [[False, True, False, True]]
     # ties go to the lower index: from the zero state every module attends equally to null
     assert top_k_mask(torch.tensor([[0.0, 1.0, 1.0, 1.0]]), 2).tolist() == [[False, True, True, False]]
-    cell.trace = []
-    cell(torch.tensor([[1.0, 0.0]]), cell.initial_state(1))
-    assert cell.trace[0].tolist() == [[True, True, False, False]]
+    assert traced(cell, torch.tensor([[1.0, 0.0]]), cell.initial_state(1))[2].tolist() == [[True, True, False, False]]
 
 
 def test_null_and_score_selection_agree_with_one_head():
@@ -168,10 +174,7 @@ def test_null_and_score_selection_agree_with_one_head():
     a, b = small_cell(), small_cell(selection="score")
     b.load_state_dict(a.state_dict())
     x, state = torch.randn(8, 5), random_state(a, 8)
-    a.record = b.record = True
-    a(x, state)
-    b(x, state)
-    assert torch.equal(a.trace[0], b.trace[0])
+    assert torch.equal(traced(a, x, state)[2], traced(b, x, state)[2])
 
 
 def test_shapes_states_and_active_counts():
@@ -187,7 +190,7 @@ def test_shapes_states_and_active_counts():
     y, state, active = run_with_trace(model, torch.randn(2, 7, 5))
     assert active.shape == (2, 7, 4) and active.dtype == torch.bool
     assert torch.equal(active.sum(-1), torch.full((2, 7), 3))
-    assert model.cell.trace == [] and model.cell.record is False
+    assert model._traces is None
 
 
 def test_k_equal_n_is_always_active():
@@ -201,11 +204,10 @@ def test_inactive_modules_keep_their_state_bit_for_bit():
     torch.manual_seed(0)
     for dynamics in ("lstm", "gru"):
         cell = small_cell(dynamics=dynamics, k=1)
-        cell.record = True
         state = random_state(cell, 4)
         for _ in range(5):
-            _, new = cell(torch.randn(4, 5), state)
-            off = ~cell.trace[-1]  # (B, n)
+            _, new, active = traced(cell, torch.randn(4, 5), state)
+            off = ~active  # (B, n)
             for old_leaf, new_leaf in zip(state, new, strict=True):
                 assert torch.equal(new_leaf[off], old_leaf[off])
                 assert not torch.equal(new_leaf[~off], old_leaf[~off])
@@ -216,11 +218,10 @@ def test_inactive_modules_keep_their_state_bit_for_bit():
 def test_no_gradient_through_inactive_updates(inactive_comm):
     torch.manual_seed(0)
     cell = small_cell(k=2, comm_output="linear", inactive_comm=inactive_comm)
-    cell.record = True
     h0 = torch.randn(1, 4, 6, requires_grad=True)
     state = RIMsState(h0, torch.randn(1, 4, 6))
-    _, new = cell(torch.randn(1, 5), state)
-    active = cell.trace[0][0]
+    _, new, active = traced(cell, torch.randn(1, 5), state)
+    active = active[0]
     weights = torch.randn_like(new.h)
     (new.h * weights).sum().backward(retain_graph=True)
     # module-owned parameters of inactive modules: exactly zero gradient; active ones: nonzero
@@ -385,8 +386,6 @@ def test_bad_arguments_raise():
         small_cell()(torch.zeros(2, 4), small_cell().initial_state(2))
     with pytest.raises(ValueError, match=r"x: expected shape \(B, T, 5\)"):
         rims(5, 4, 6, 2)(torch.zeros(2, 3, 4))
-    with pytest.raises(ValueError, match="model: expected a Recurrent"):
-        run_with_trace(torch.nn.LSTM(5, 6), torch.zeros(2, 3, 5))
     with pytest.raises(ValueError, match="num_modul"):
         build("rims", input_size=5, num_module=4, module_size=6, k=2)
 

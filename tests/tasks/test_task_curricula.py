@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from mnemonet.tasks.bits import AssociativeRecallTask, CopyTask
-from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, VocabularyCurriculum
+from mnemonet.tasks.curricula import (
+    DelayCurriculum,
+    DelaySchedule,
+    LengthCurriculum,
+    VocabularyCurriculum,
+    VocabularySchedule,
+)
 from mnemonet.tasks.delayed_recall import DelayedRecallTask
 from mnemonet.tasks.digits import SequentialDigitsTask
 
@@ -102,3 +108,57 @@ def test_bad_arguments(recall):
         LengthCurriculum(SequentialDigitsTask())
     with pytest.raises(ValueError, match="step"):
         LengthCurriculum(CopyTask(), step=0)
+
+
+def test_decu_schedule_is_the_authors_at_140k_steps():
+    """The authors' DeCu (DoronHaviv/MemoryRNN): window 6 until step 20k, +2 every 10k, 20 from 80k on."""
+    task = DelayedRecallTask()
+    cur = DelaySchedule(task)
+    reference = {0: 6, 19_999: 6, 20_000: 8, 29_999: 8, 30_000: 10, 70_000: 18, 79_999: 18, 80_000: 20, 139_999: 20}
+    for step, window in reference.items():
+        cur.at_step(step, 140_000)
+        assert task.window == window, step
+    assert cur.finished and cur.observe({"accuracy": 0.0}) is False  # metrics never move it
+
+
+def test_vocu_schedule_is_the_authors_at_140k_steps():
+    task = DelayedRecallTask()
+    cur = VocabularySchedule(task)
+    assert task.num_classes == 2
+    starts = [0, 8_000, 16_000, 26_000, 36_000, 48_000, 62_000, 78_000, 98_000]
+    for classes, start in enumerate(starts, 2):
+        if start:
+            cur.at_step(start - 1, 140_000)
+            assert task.num_classes == classes - 1, start - 1
+        assert cur.at_step(start, 140_000) == (start > 0)
+        assert task.num_classes == classes, start
+    state = cur.state_dict()
+    other = VocabularySchedule(DelayedRecallTask())
+    other.load_state_dict(state)
+    assert other.task.num_classes == 10 and other.finished
+
+
+def test_schedule_scales_to_any_length_and_clips_to_the_task():
+    task = DelayedRecallTask(t_max=12, min_gap=5)
+    cur = DelaySchedule(task)
+    assert cur.values == [6, 8, 10, 12]  # 14..18 clipped to Tmax and merged; ends at the task's Tmax
+    assert [cur.stage_at(s, 700) for s in (99, 100, 149, 150, 200, 699)] == [0, 1, 1, 2, 3, 3]
+    with pytest.raises(ValueError, match="starts"):
+        DelaySchedule(task, windows=[6, 8], starts=[0.0, 1.0])
+
+
+def test_trainer_moves_a_fixed_schedule_by_step(tmp_path):
+    """DeCu schedule on Tmax = 8: windows 6, 8 (the rest clipped); 8 from step 14 * 2/14 = 2 on."""
+    from mnemonet.app import read_metrics, train
+    from mnemonet.training import load_config
+
+    cfg = {
+        "model": {"name": "gru", "hidden_size": 4},
+        "task": {"name": "delayed_recall", "t_max": 8, "min_gap": 2},
+        "curriculum": {"name": "decu_schedule"},
+        "trainer": {"steps": 14, "batch_size": 4, "eval_every": 1, "eval_batches": 1, "checkpoint_every": 14,
+                    "tensorboard": False, "threads": 1, "device": "cpu"},
+    }  # fmt: skip
+    train(load_config(cfg), out=tmp_path / "run", progress="off")
+    windows = [r["curriculum"] for r in read_metrics(tmp_path / "run")]
+    assert windows == ["window 6/8"] * 2 + ["window 8/8"] * 12  # record at step s: after s steps

@@ -15,6 +15,9 @@ SMALL = {
     "seq_digits": {"mode": "row"},
     "char_lm": {"seq_len": 10},
     "copy_delay": {"length": 2, "alphabet": 3, "delay": 4},
+    "moving_digits": {"canvas": 16, "frames": 4, "observed": 2},
+    "graph": {"num_nodes": (3, 4), "path_length": (1, 2), "num_labels": 6, "num_edge_labels": 2},
+    "babi": {"story_length": (2, 3)},
 }
 
 
@@ -37,6 +40,8 @@ def test_common_contract(name):
     assert task.input_size == D and a.weight.shape == (B, T)
     if task.kind == "bits":
         assert a.target.shape == (B, T, task.output_size)
+    elif name == "graph":  # three label parts per answer triple
+        assert a.target.shape == (B, T, 3) and a.target.dtype == torch.int64
     else:
         assert a.target.shape == (B, T) and a.target.dtype == torch.int64
     logits = torch.zeros(B, T, task.output_size, requires_grad=True)
@@ -64,3 +69,9 @@ def test_make_curriculum():
     cur = make_curriculum("decu", task, step=3)
     assert isinstance(cur, tasks.DelayCurriculum) and task.window == 6
     assert isinstance(make_curriculum("length", make_task("copy")), tasks.LengthCurriculum)
+
+
+def test_make_graph_curriculum():
+    task = make_task("graph", num_nodes=(3, 7), path_length=(1, 3))
+    cur = make_curriculum("graph", task, stages=3)
+    assert isinstance(cur, tasks.GraphCurriculum) and task.num_nodes == (3, 3) and task.path_length == (1, 1)

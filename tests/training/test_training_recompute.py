@@ -9,7 +9,7 @@ import torch
 from _training_tiny import SignRecallTask
 
 from mnemonet.models import Readout, build
-from mnemonet.models.bn_lstm import BNLSTMCell, recompute_statistics
+from mnemonet.models.bn_lstm import BNLSTMCell
 from mnemonet.training.config import ConfigError, TrainerConfig
 from mnemonet.training.trainer import Trainer
 
@@ -44,7 +44,7 @@ def test_evaluation_re_estimates_statistics_from_its_own_generator():
     gen = torch.Generator().manual_seed(trainer.config.seed + 4_000_037 + trainer.step)
     manual = bn_model(task)
     manual.load_state_dict(trainer.model.state_dict())
-    recompute_statistics(manual, [task.sample(16, gen, "train") for _ in range(3)])
+    manual.reestimate_statistics([task.sample(16, gen, "train") for _ in range(3)])
     torch.testing.assert_close(running_means(manual), after)
     assert trainer.evaluate() == metrics  # deterministic
 
@@ -63,5 +63,5 @@ def test_model_without_batch_norm_gives_a_config_error():
     task = SignRecallTask(T=4)
     model = Readout(build("gru", input_size=task.input_size, hidden_size=4), task.output_size)
     trainer = Trainer(model, task, tcfg(recompute_statistics=2))
-    with pytest.raises(ConfigError, match=r"trainer\.recompute_statistics: model: expected a module containing BNLSTM"):
+    with pytest.raises(ConfigError, match=r"recompute_statistics: model: expected a module with population"):
         trainer.evaluate()

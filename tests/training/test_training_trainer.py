@@ -233,3 +233,30 @@ def test_regularizer_by_name_from_the_registry():
             make_regularizer("_test_l3", model, task)
     finally:
         _REGISTRY.pop("_test_l2")
+
+
+def test_metrics_hold_the_training_curve_at_the_logging_interval(tmp_path):
+    task = SignRecallTask(T=4)
+    trainer = Trainer(tiny_model(task), task, tcfg(steps=20, eval_every=10, log_every=2), run_dir=tmp_path)
+    trainer.fit(MetricsLog(tmp_path, tensorboard=False))
+    records = read_metrics(tmp_path)
+    assert [[s for s, _ in r["train_curve"]] for r in records] == [[2, 4, 6, 8, 10], [12, 14, 16, 18, 20]]
+    for r in records:  # each curve point is the mean of 2 step losses: together they average to train_loss
+        assert sum(v for _, v in r["train_curve"]) / 5 == pytest.approx(r["train_loss"], rel=1e-12)
+    assert len({v for r in records for _, v in r["train_curve"]}) == 10  # the curve moves
+
+
+def test_training_curve_survives_a_resume_between_log_steps(tmp_path, monkeypatch):
+    cfg = tcfg(steps=20, eval_every=10, log_every=4, checkpoint_every=5)
+    task = SignRecallTask(T=4)
+    whole = Trainer(tiny_model(task), task, cfg, run_dir=tmp_path / "a")
+    whole.fit(MetricsLog(tmp_path / "a", tensorboard=False))
+    task = SignRecallTask(T=4)
+    first = Trainer(tiny_model(task), task, cfg, run_dir=tmp_path / "b")
+    _interrupted(monkeypatch, first, at=7)  # last checkpoint at step 5: between log steps 4 and 8
+    task = SignRecallTask(T=4)
+    second = Trainer(tiny_model(task), task, cfg, run_dir=tmp_path / "b")
+    assert second.resume(latest_checkpoint(tmp_path / "b" / "checkpoints")) == 5
+    second.fit(MetricsLog(tmp_path / "b", tensorboard=False))
+    assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
+    assert [s for s, _ in read_metrics(tmp_path / "a")[0]["train_curve"]] == [4, 8]

@@ -3,7 +3,7 @@
 The analysis sees a model only through the model contract (DESIGN.md): a flat state ``h`` `[K, S]` is
 unflattened, stepped once under a constant input ``I`` and flattened again,
 ``F(h, I) = flatten_state(step(I, unflatten_state(h))[1])``. The speed is Sussillo & Barak's (2013)
-q(h) = ½‖F(h, I) − h‖², which Haviv, Rivkind & Barak (ICML 2019) use to locate slow points; the
+q(h) = ½‖F(h, I) − h‖²; Haviv, Rivkind & Barak (ICML 2019) call ‖F(h, I) − h‖² = 2q the speed. The
 Jacobian dF/dh is computed for many states at once with ``torch.func``. Nothing here knows a model's class.
 """
 
@@ -75,7 +75,7 @@ def transition(model: Model, states: Tensor, inputs: Tensor, t: int = 0) -> Tens
 
 
 def speed(model: Model, states: Tensor, inputs: Tensor, t: int = 0) -> Tensor:
-    """The speed q(h) = ½‖F(h, I) − h‖² of every state (Sussillo & Barak 2013; Haviv et al. 2019).
+    """The speed q(h) = ½‖F(h, I) − h‖² of every state (Sussillo & Barak 2013; half of Haviv et al.'s ‖F − h‖²).
 
     Args:
         model: any model satisfying the contract.

@@ -1,6 +1,6 @@
 """Memory maps of a DNC: where it wrote and read, how used each slot was, and its gates, over time.
 
-The input is a :class:`mnemonet.models.dnc.Trace` from :func:`mnemonet.models.dnc.run_with_trace`
+The input is what ``model.trace(x)`` returns for a DNC (a mapping) or a :class:`mnemonet.models.dnc.Trace`
 (fields `[B, T, ...]`). :func:`plot_memory_access` draws one sequence as stacked heatmaps sharing the time
 axis, like the figures of Graves et al. (Nature 2016): write weightings and read weightings (slot × time,
 one band per head), usage (slot × time), the gates (allocation, write, free) and the read modes
@@ -10,6 +10,7 @@ directly (no pyplot, no change of the global backend) and rendered with Agg.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def memory_panels(trace: Any, batch_index: int = 0) -> dict[str, tuple[np.ndarra
     """The arrays drawn by :func:`plot_memory_access`, each `[rows, T]` with one label per band of rows.
 
     Args:
-        trace: a ``Trace`` (or any object with its fields) with arrays `[B, T, ...]`.
+        trace: a ``Trace``, any object with its fields, or a mapping of them, arrays `[B, T, ...]`.
         batch_index: which sequence, in [0, B).
 
     Returns:
@@ -52,9 +53,10 @@ def memory_panels(trace: Any, batch_index: int = 0) -> dict[str, tuple[np.ndarra
     ranks = {"write_weights": 4, "read_weights": 4, "usage": 3, "allocation_gates": 3, "write_gates": 3}
     ranks.update({"free_gates": 3, "read_modes": 4})
     for name in _FIELDS:
-        if not hasattr(trace, name):
+        value = trace.get(name) if isinstance(trace, Mapping) else getattr(trace, name, None)
+        if value is None:
             raise ValueError(f"trace: expected a DNC Trace with field {name!r}, got {type(trace).__name__}")
-        a = _numpy(getattr(trace, name))
+        a = _numpy(value)
         if a.ndim != ranks[name]:
             raise ValueError(f"trace.{name}: expected {ranks[name]} dimensions (B, T, ...), got shape {a.shape}")
         arrays[name] = a

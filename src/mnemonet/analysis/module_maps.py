@@ -1,6 +1,6 @@
 """Module maps: which RIMs / BRIMs modules were active at each time step, drawn as a raster (module x time).
 
-The active masks come from :func:`mnemonet.models.rims.run_with_trace`: `[B, T, n]` for RIMs and
+The active masks come from ``model.trace(x)`` (its ``"active"`` entry): `[B, T, n]` for RIMs and
 `[B, T, L, n]` for BRIMs. :func:`plot_module_activity` draws one sequence of the batch, one panel per
 layer (top layer on top), a filled cell where a module was active. Figures are built with
 ``matplotlib.figure.Figure`` directly (no pyplot, no global backend change) and saved with Agg.
@@ -48,7 +48,7 @@ def plot_module_activity(
 
     Args:
         active: `[B, T, n]` (RIMs) or `[B, T, L, n]` (BRIMs) active masks, as returned by
-            :func:`mnemonet.models.rims.run_with_trace`.
+            ``model.trace(x)`` (its ``"active"`` entry).
         batch_index: which sequence of the batch to draw.
         path: where to save the figure (PNG, PDF, SVG by suffix), or None.
         title: figure title (default: "module activity").
@@ -76,8 +76,14 @@ def plot_module_activity(
         if row < L - 1:
             ax.set_xticklabels([])
     axes[-1].set_xlabel("time step")
+    from matplotlib.patches import Patch
+
+    axes[0].legend(handles=[Patch(color=cmap(1), label="active"), Patch(color=cmap(0), ec="0.7", label="inactive")],
+                   fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # fmt: skip
     fig.suptitle(title or "module activity")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        from mnemonet.analysis.plots import save_figure
+
+        save_figure(fig, path, dpi=120)
     return fig

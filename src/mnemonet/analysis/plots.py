@@ -39,12 +39,18 @@ def class_color(c: int) -> tuple[float, float, float, float]:
     return cmap(c % cmap.N)
 
 
-def save_figure(fig: Figure, path: str | Path | None, dpi: int = 110) -> Figure:
-    """Write ``fig`` as a PNG at ``path`` (folders created) when a path is given; returns ``fig``."""
+VECTOR_FORMATS = ("pdf", "svg")  # written beside every PNG, for papers
+
+
+def save_figure(fig: Figure, path: str | Path | None, dpi: int = 150, vector: bool = True) -> Figure:
+    """Write ``fig`` as a PNG at ``path`` (folders created) and, with ``vector``, the same figure as PDF and SVG
+    beside it (same stem), at the figure's own size in inches; returns ``fig``."""
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight")
+        for fmt in VECTOR_FORMATS if vector else ():
+            fig.savefig(path.with_suffix(f".{fmt}"), format=fmt, bbox_inches="tight")
     return fig
 
 
@@ -176,8 +182,16 @@ def plot_slow_points(
         for i in range(len(points)):
             face = colors[i] if stable[i] else "none"
             ax.scatter(*z[i][:, None], s=size[i], marker="X", facecolors=face, edgecolors="k", linewidths=1.0, zorder=5)
+    marks = [
+        Line2D([], [], ls="", marker="X", ms=8, mfc="k", mec="k", label="stable point"),
+        Line2D([], [], ls="", marker="X", ms=8, mfc="none", mec="k", label="marginal or unstable point"),
+    ]
+    old = ax.get_legend()
+    if old is not None:
+        ax.add_artist(old)  # keep the class legend of the trajectories
+    ax.legend(handles=marks, fontsize=7, loc="lower right", title="larger X: slower", title_fontsize=7)
     _label_axes(ax, dims, pca.explained_variance_ratio)
-    ax.set_title(f"{title}\n{len(points)} points (filled X: stable, open X: unstable)", fontsize=9)
+    ax.set_title(f"{title}\n{len(points)} points", fontsize=9)
     return save_figure(fig, path)
 
 
@@ -188,14 +202,22 @@ def plot_eigenvalues(points: SlowPoints, title: str = "Jacobian eigenvalues at s
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot(111)
     theta = np.linspace(0, 2 * math.pi, 256)
-    ax.plot(np.cos(theta), np.sin(theta), color="0.5", lw=0.8, ls="--")
+    ax.plot(np.cos(theta), np.sin(theta), color="0.5", lw=0.8, ls="--", label="unit circle |λ| = 1")
     eig = _np(points.eigenvalues)
+    seen: set[int] = set()
     for i in range(len(points)):
-        color = "k" if points.labels is None else class_color(int(points.labels[i]))
-        ax.scatter(eig[i].real, eig[i].imag, s=10, color=color, alpha=0.7)
+        c = None if points.labels is None else int(points.labels[i])
+        color = "k" if c is None else class_color(c)
+        label = None
+        if i == 0 and c is None:
+            label = "eigenvalues of dF/dh"
+        elif c is not None and c not in seen:
+            label, _ = f"class {c}", seen.add(c)
+        ax.scatter(eig[i].real, eig[i].imag, s=10, color=color, alpha=0.7, label=label)
     ax.set_aspect("equal")
-    ax.set_xlabel("Re λ")
-    ax.set_ylabel("Im λ")
+    ax.set_xlabel("real part of eigenvalue λ")
+    ax.set_ylabel("imaginary part of eigenvalue λ")
+    ax.legend(fontsize=7, loc="upper left")
     ax.set_title(title)
     return save_figure(fig, path)
 
@@ -233,13 +255,15 @@ def plot_speed_vs_accuracy(
     fig = Figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot(111)
     for c, x, y in zip(cls, q, acc, strict=True):
-        ax.scatter(x, y, color=class_color(int(c)), s=40, edgecolors="k", linewidths=0.4, zorder=3)
+        ax.scatter(x, y, color=class_color(int(c)), s=40, edgecolors="k", linewidths=0.4, zorder=3, label=f"class {c}")
         ax.annotate(str(c), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    if len(cls):
+        ax.legend(fontsize=6, ncol=2, loc="best")
     if log_speed and np.all(q[np.isfinite(q)] > 0) and np.isfinite(q).any():
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide within one decade
-    ax.set_xlabel("slow-point speed q")
-    ax.set_ylabel("accuracy")
+    ax.set_xlabel("slow-point speed q = ½‖F(h, I) − h‖²")
+    ax.set_ylabel("accuracy of the class (fraction correct)")
     p_text = "" if p is None or math.isnan(p) else f", p = {p:.3g}"
     ax.set_title(f"{title}\nSpearman ρ = {rho:.3f}{p_text}", fontsize=10)
     return save_figure(fig, path)
@@ -283,12 +307,18 @@ def plot_accuracy_vs_delay(
         ax.axvline(trained_max, color="0.4", ls="--", lw=0.8, label="longest trained delay")
     if chance is not None:
         ax.axhline(chance, color="0.6", ls=":", lw=0.8, label="chance")
-    ax.set_xlabel("delay (steps)")
-    ax.set_ylabel("accuracy")
+    ax.set_xlabel("delay between image and trigger (steps)")
+    ax.set_ylabel("test accuracy (fraction correct)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def _words(key: str) -> str:
+    """A metric key in words: ``valid_accuracy`` -> ``validation accuracy``."""
+    words = {"valid": "validation", "lr": "learning rate", "bpc": "bits per character", "ppl": "perplexity"}
+    return " ".join(words.get(w, w) for w in key.split("_"))
 
 
 def plot_training_curves(
@@ -300,6 +330,9 @@ def plot_training_curves(
 ) -> Figure:
     """One panel per metric against ``step``, from ``metrics.jsonl`` records.
 
+    Records that carry ``train_curve`` (``[[step, mean training loss], ...]`` at the trainer's logging
+    interval) draw it in the ``train_loss`` panel as a line, with the per-evaluation means as dots.
+
     Args:
         records: list of dicts with ``x_key`` and metric keys, or a path to a ``metrics.jsonl``.
         keys: metrics to draw (default: every numeric key but ``x_key``, in first-seen order).
@@ -310,12 +343,15 @@ def plot_training_curves(
     if isinstance(records, (str, Path)):
         records = read_metrics(records)
     rows = [r for r in records if isinstance(r.get(x_key), (int, float))]
+    curve = [(float(s), float(v)) for r in rows for s, v in (r.get("train_curve") or ()) if math.isfinite(float(v))]
     if keys is None:
         keys = []
         for r in rows:
             for k, v in r.items():
                 if k != x_key and k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool):
                     keys.append(k)
+        if curve and "train_loss" not in keys:
+            keys.insert(0, "train_loss")
     if not keys:
         raise ValueError(f"records: expected records with {x_key!r} and at least one numeric metric")
     cols = min(3, len(keys))
@@ -324,11 +360,20 @@ def plot_training_curves(
     for i, k in enumerate(keys):
         ax = fig.add_subplot(nrows, cols, i + 1)
         pts = [(r[x_key], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+        name = _words(k)
+        if k == "train_loss" and curve and x_key == "step":
+            cx, cy = zip(*curve, strict=True)
+            ax.plot(cx, cy, lw=0.8, alpha=0.8, label="training loss (logging interval)")
         if pts:
             xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, lw=1.0, marker="." if len(xs) < 50 else None)
-        ax.set_title(k, fontsize=9)
-        ax.set_xlabel(x_key, fontsize=8)
+            label = "mean since the last evaluation" if k == "train_loss" and curve else name
+            style = {"ls": "none", "marker": "."} if k == "train_loss" and curve else {"lw": 1.0}
+            ax.plot(xs, ys, **({"marker": "." if len(xs) < 50 else None} | style), label=label)
+        if pts or (k == "train_loss" and curve):
+            ax.legend(fontsize=7, loc="best")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training step" if x_key == "step" else _words(x_key), fontsize=8)
+        ax.set_ylabel(name, fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -260,7 +260,7 @@ def speed_regularizer_from_trajectories(
             model, pool.mean(0), traj.end_of_delay(), traj.labels, generator=generator,
             compute_jacobians=False, **finder_kwargs,
         )  # fmt: skip
-        h_bar = points.states
+        h_bar = points.states.to(traj.states.dtype)  # polished points are float64
     if fresh_inputs:
         pool_cpu = pool.detach().cpu()
 
@@ -370,6 +370,15 @@ class TaskRegularizer:
         if self.kind == "speed":
             return reg
         return AnchorPull(reg.anchors, self.weight)
+
+    def prepare(self, model: Model) -> None:
+        """Compute the anchors and noise inputs now from ``model`` (else at the first call).
+
+        Raises:
+            ValueError: the model cannot give anchors (e.g. a class with no correctly answered trial).
+        """
+        if self._term is None and self.weight != 0.0:
+            self._term = self._build(model)
 
     def __call__(
         self, model: Model, batch: Any = None, logits: Tensor | None = None, states: Tensor | None = None

@@ -24,7 +24,7 @@ from torch import Tensor
 from mnemonet._checks import check_positive
 from mnemonet.analysis import plots
 from mnemonet.analysis.pca import PCA
-from mnemonet.analysis.slow_points import find_slow_points
+from mnemonet.analysis.slow_points import STABILITY_MARGIN, find_attractors, find_slow_points
 from mnemonet.analysis.speed import class_slow_points, per_class_accuracy, speed_vs_accuracy
 from mnemonet.analysis.trajectories import DELAY, IMAGE, Trajectories, sample_rows
 
@@ -181,6 +181,8 @@ def analysis_sections(
     trained_max: float | None = None,
     seed: int = 0,
     finder_kwargs: Mapping[str, Any] | None = None,
+    attractor_steps: int = 400,
+    summary: dict[str, Any] | None = None,
 ) -> list[Section]:
     """The standard analysis of one trained model, as report sections; files go to ``out_dir``.
 
@@ -204,6 +206,8 @@ def analysis_sections(
         trained_max: longest trained delay (vertical line).
         seed: seed of every random draw.
         finder_kwargs: passed to the slow-point finders.
+        attractor_steps: forward steps of :func:`find_attractors` from the end-of-delay states (0: skip).
+        summary: a dict to fill with the numbers of the report (counts, attractors, Spearman ρ and p).
 
     Returns:
         Sections in report order.
@@ -247,25 +251,66 @@ def analysis_sections(
 
     rows = traj.states[memory]  # (N, S)
     x0 = sample_rows(rows.detach().cpu(), num_initial, noise, g)[0]
+    summary = {} if summary is None else summary
     points = find_slow_points(model, input, x0, **fk)
     points.save(out / "slow_points.npz")
-    plots.plot_slow_points(pca, points, traj.states, traj.labels, memory, path=out / "slow_points.png")
+    inside = points[points.in_bounds]
+    counts = points.counts()
+    summary["slow_points"] = {"distinct": len(points), "in_bounds": len(inside), **counts}
+    plots.plot_slow_points(pca, inside, traj.states, traj.labels, memory, path=out / "slow_points.png")
     imgs = [out / "slow_points.png"]
-    text = f"Minimising q(h) = ½‖F(h, I) − h‖² from {num_initial} states of the {what} (noise σ = {noise}) "
-    text += f"under the constant input I gave {len(points)} distinct points"
-    if len(points):
-        stable = int(points.is_stable().sum()) if points.eigenvalues is not None else 0
-        conv = int(points.converged.sum())
-        text += (
-            f" ({conv} converged, {stable} stable: every |λ| of dF/dh below 1); speeds from "
-            f"{_fmt(float(points.speeds.min()))} to {_fmt(float(points.speeds.max()))}."
-        )
-        if points.eigenvalues is not None:
-            plots.plot_eigenvalues(points, path=out / "eigenvalues.png")
+    text = f"Minimising q(h) = ½‖F(h, I) − h‖² (half the paper's speed) from {num_initial} states of the {what} "
+    text += f"(noise σ = {noise}) under the constant input I, then a float64 Levenberg–Marquardt polish, gave "
+    text += f"{len(points)} distinct points: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+    text += (
+        ". Converged means q below the tolerance of the dtype or a vanishing gradient; out of bounds means the "
+        "search left the states the network can reach (a GRU's |h| ≤ 1) and is not shown."
+    )
+    if len(inside):
+        text += f" In bounds: {len(inside)}, speeds from {_fmt(float(inside.speeds.min()))} to "
+        text += f"{_fmt(float(inside.speeds.max()))}"
+        if inside.eigenvalues is not None:
+            labels = inside.stability()
+            share = {k: labels.count(k) for k in ("stable", "marginal", "unstable")}
+            summary["slow_points"]["stability"] = share
+            text += f"; {share['stable']} stable, {share['marginal']} marginal, {share['unstable']} unstable "
+            text += f"(largest |λ| of dF/dh below, within or above 1 ± {STABILITY_MARGIN:g})"
+            plots.plot_eigenvalues(inside, path=out / "eigenvalues.png")
             imgs.append(out / "eigenvalues.png")
-    else:
         text += "."
-    sections.append(Section("Slow points", text + " Saved to analysis/slow_points.npz.", imgs))
+    sections.append(Section("Slow points", text + " All points are in analysis/slow_points.npz.", imgs))
+
+    if traj.labels is not None and traj.ta is not None and attractor_steps > 0:
+        ends, end_labels = traj.end_of_delay(), traj.labels
+        att = find_attractors(model, input, ends, attractor_steps)
+        att.points.save(out / "attractors.npz")
+        C = int(end_labels.max()) + 1
+        share = att.basin_share(end_labels, C)  # (A, C)
+        stab = att.points.stability() if len(att.points) else []
+        rows = []
+        for a in range(len(att.points)):
+            classes = ", ".join(f"{c}: {100 * float(share[a, c]):.0f}%" for c in range(C) if share[a, c] > 0)
+            rows.append(
+                f"attractor {a}: q = {_fmt(float(att.points.speeds[a]))} ({att.points.reasons[a]}), "
+                f"largest |λ| {float(att.points.eigenvalues[a].abs().max()):.4f} ({stab[a]}); basin by class {classes}"
+            )
+        summary["attractors"] = [
+            {"speed": float(att.points.speeds[a]), "stop_reason": att.points.reasons[a], "stability": stab[a],
+             "largest_abs_eigenvalue": float(att.points.eigenvalues[a].abs().max()),
+             "basin_share": [float(v) for v in share[a]]}
+            for a in range(len(att.points))
+        ]  # fmt: skip
+        plots.plot_slow_points(pca, att.points, traj.states, traj.labels, memory, path=out / "attractors.png")
+        sections.append(
+            Section(
+                "Attractors",
+                f"Running the network forward for {attractor_steps} steps under I from the {len(ends)} end-of-delay "
+                f"states, merging the ends within 0.01 and polishing each in float64 gave {len(att.points)} "
+                f"attractor(s); {int((att.basin < 0).sum())} trajectories had not settled on one."
+                + ("\n\n" + "; ".join(rows) + "." if rows else ""),
+                [out / "attractors.png"],
+            )
+        )
 
     if traj.labels is not None and traj.ta is not None:
         per = class_slow_points(
@@ -278,20 +323,28 @@ def analysis_sections(
         acc = torch.as_tensor(class_accuracy, dtype=torch.float64).cpu()
         if acc.shape != (C,):
             raise ValueError(f"class_accuracy: expected shape ({C},), got {tuple(acc.shape)}")
-        cls = per.labels
-        rho, p = speed_vs_accuracy(per.speeds, acc[cls])
-        plots.plot_speed_vs_accuracy(per.speeds, acc[cls], cls, rho, p, path=out / "speed_vs_accuracy.png")
+        cls = per.labels if per.labels is not None else torch.zeros(0, dtype=torch.int64)
+        rho, p = speed_vs_accuracy(per.speeds, acc[cls]) if len(per) >= 3 else (float("nan"), float("nan"))
+        summary["speed_vs_accuracy"] = {"spearman_rho": None if rho != rho else rho, "p": None if p != p else p,
+                                        "classes": len(per), "missing_classes": C - len(per)}  # fmt: skip
         listing = "; ".join(
-            f"class {int(c)}: q = {_fmt(float(q))}, accuracy {float(a):.3f}"
-            for c, q, a in zip(cls, per.speeds, acc[cls], strict=True)
+            f"class {int(c)}: q = {_fmt(float(q))} ({r}), accuracy {float(a):.3f}"
+            for c, q, r, a in zip(cls, per.speeds, per.reasons, acc[cls], strict=True)
         )
+        missing = C - len(per)
+        gone = f" {missing} class(es) had no slow point in bounds and are left out." if missing else ""
+        images = []
+        if len(per):
+            plots.plot_speed_vs_accuracy(per.speeds, acc[cls], cls, rho, p, path=out / "speed_vs_accuracy.png")
+            images.append(out / "speed_vs_accuracy.png")
         sections.append(
             Section(
                 "Slow-point speed vs accuracy",
-                f"One slow point per class, grown from that class's end-of-delay states (the slowest converged "
-                f"point of each class). Accuracy {accuracy_note}. Spearman ρ = {rho:.3f} (permutation p = "
-                f"{p:.3g}); the paper expects ρ < 0: slower points, better memory.\n\n{listing}.",
-                [out / "speed_vs_accuracy.png"],
+                f"One slow point per class, grown from that class's end-of-delay states (of each class's in-bounds "
+                f"points, the one with the lowest q).{gone} Accuracy {accuracy_note}. Spearman ρ = {rho:.3f} "
+                f"(permutation p = {p:.3g}); the paper expects ρ < 0: slower points, better memory."
+                + (f"\n\n{listing}." if listing else ""),
+                images,
             )
         )
 

@@ -42,8 +42,8 @@ def class_slow_points(
     Rule: for each class present in ``labels``, the initial states are the class's mean state plus up
     to ``per_class - 1`` of its states drawn at random (plus Gaussian ``noise``). All classes run in one
     batched :func:`find_slow_points` call (outliers dropped, no merging). Each class keeps, among the
-    points grown from its own initial states, the slowest converged one, or the slowest one if none
-    converged (its ``converged`` flag then says so). A class all of whose points were outliers is left out.
+    in-bounds points grown from its own initial states, the one with the lowest q (its ``stop_reason``
+    says whether it converged). A class none of whose points stayed in bounds is left out.
 
     Args:
         model: any model satisfying the contract.
@@ -86,7 +86,7 @@ def class_slow_points(
 
 
 def slowest_per_class(points: SlowPoints, labels: Tensor) -> SlowPoints:
-    """Keep one point per class: the slowest converged one, or the slowest one if none converged.
+    """Keep one point per class: its in-bounds point with the lowest q (classes with none are left out).
 
     Args:
         points: K slow points.
@@ -99,8 +99,9 @@ def slowest_per_class(points: SlowPoints, labels: Tensor) -> SlowPoints:
     labels = labels.long().cpu()
     keep = []
     for c in torch.unique(labels).tolist():
-        idx = torch.nonzero(labels == c).flatten()
-        keep.append(int(idx[points[idx]._order()[0]]))
+        idx = torch.nonzero((labels == c) & points.in_bounds).flatten()
+        if idx.numel():
+            keep.append(int(idx[points[idx]._order()[0]]))
     kept = torch.as_tensor(keep, dtype=torch.int64)
     return dataclasses.replace(points[kept], labels=labels[kept])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mnemonet.app.run import default_run_dir, train
+from mnemonet.app.run import train
 from mnemonet.training.checkpoint import atomic_write_bytes, atomic_write_text
 from mnemonet.training.config import load_config
 from mnemonet.training.device import num_threads
@@ -106,7 +106,6 @@ def run_demo(
     from mnemonet.tasks import evaluate_delays
 
     config = load_config(DEMO_PRESET, [f"trainer.steps={steps}"] if steps else [])
-    out = Path(out) if out is not None else default_run_dir("demo")
     started = time.perf_counter()
     result, run = train(config, out=out, threads=threads, device=device, progress="off" if quiet else None,
                         source="demo")  # fmt: skip

@@ -6,14 +6,15 @@ batches carry ``labels``, ``ts`` and ``ta`` (delayed recall) it runs the analysi
 (ICML 2019): accuracy vs delay, hidden-state PCA, slow points and their stability, per-class slow-point
 speed against per-class accuracy at a long delay; on any other task, a PCA of the hidden-state
 trajectories (coloured by class where the batches carry ``labels``). Models that can be traced get their
-maps too: RIMs / BRIMs module-activity rasters and DNC memory maps, found by trying the trace helpers on
-the model and on its ``core`` (the trained network under a readout). Everything lands in ``RUN/analysis/``
-with the report at ``RUN/report.html``; :func:`mnemonet.analysis.report.rebuild_report` re-renders it
-(``mnemonet report RUN``).
+maps too: RIMs / BRIMs module-activity rasters and DNC memory maps, from the named per-step tensors that
+``model.trace(x)`` returns (``"active"``; the DNC's write/read weightings, usage, gates and read modes).
+Everything lands in ``RUN/analysis/`` with the report at ``RUN/report.html``;
+:func:`mnemonet.analysis.report.rebuild_report` re-renders it (``mnemonet report RUN``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -38,7 +39,7 @@ from mnemonet.analysis.trajectories import Trajectories, run_trajectories
 Model = Any
 SUMMARY_FILE = "summary.json"
 DELAY_FRACTIONS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)  # default delays, as multiples of the longest trained one
-TRACE_TRIALS = 4  # sequences run through the trace helpers (the first one is drawn)
+TRACE_TRIALS = 4  # sequences run through model.trace (the first one is drawn)
 GENERIC_TRIALS = 128  # at most this many sequences for the PCA of a task without delayed-recall phases
 
 
@@ -176,53 +177,33 @@ def _pca_section(traj: Trajectories, out: Path) -> Section:
     )
 
 
-def _cores(model: Model) -> Iterator[Model]:
-    """The model, then what it wraps (``core`` of a readout), outermost first."""
-    seen: set[int] = set()
-    while model is not None and id(model) not in seen:
-        seen.add(id(model))
-        yield model
-        model = getattr(model, "core", None)
-
-
 def _trace_sections(model: Model, x: Tensor, lengths: Tensor | None, out: Path) -> list[Section]:
-    """RIMs/BRIMs module rasters and DNC memory maps, for whichever part of the model can be traced."""
-    from mnemonet.models import rims
-
+    """RIMs/BRIMs module rasters and DNC memory maps, from the traces the model offers (``model.trace``)."""
     x = x[:TRACE_TRIALS]
     lengths = None if lengths is None else lengths[:TRACE_TRIALS]
     first = "the first test sequence" + ("" if lengths is None else f" ({int(lengths[0])} steps)")
+    with torch.no_grad():
+        _, _, traces = model.trace(x, lengths=lengths)
     sections = []
-    for part in _cores(model):
-        try:
-            with torch.no_grad():
-                _, _, active = rims.run_with_trace(part, x, lengths=lengths)
-        except ValueError:  # not a Recurrent over a RIMs/BRIMs cell
-            pass
-        else:
-            from mnemonet.analysis.module_maps import plot_module_activity
+    active = next((v for k, v in traces.items() if k.split(".")[-1] == "active"), None)
+    if active is not None:
+        from mnemonet.analysis.module_maps import plot_module_activity
 
-            plot_module_activity(active, 0, path=out / "module_activity.png", title="Module activity")
-            rate = float(active.float().mean()) if active.numel() else float("nan")
-            sections.append(
-                Section(
-                    "Module activity (RIMs / BRIMs)",
-                    f"Which modules the input attention made active at each step of {first}; a filled cell is "
-                    f"an active module. Over {x.shape[0]} sequences, {100 * rate:.1f}% of module-steps were active.",
-                    [out / "module_activity.png"],
-                )
+        plot_module_activity(active, 0, path=out / "module_activity.png", title="Module activity")
+        rate = float(active.float().mean()) if active.numel() else float("nan")
+        sections.append(
+            Section(
+                "Module activity (RIMs / BRIMs)",
+                f"Which modules the input attention made active at each step of {first}; a filled cell is "
+                f"an active module. Over {x.shape[0]} sequences, {100 * rate:.1f}% of module-steps were active.",
+                [out / "module_activity.png"],
             )
-            break
-        try:
-            from mnemonet.models import dnc
-
-            with torch.no_grad():
-                _, _, trace = dnc.run_with_trace(part, x, lengths=lengths)
-        except (ImportError, ValueError):  # no DNC package, or not a DNC
-            continue
+        )
+    memory = {k.split(".")[-1]: v for k, v in traces.items()}
+    if "write_weights" in memory and "read_modes" in memory:
         from mnemonet.analysis.memory_maps import plot_memory_access
 
-        plot_memory_access(trace, 0, path=out / "memory_access.png", title="DNC memory access")
+        plot_memory_access(memory, 0, path=out / "memory_access.png", title="DNC memory access")
         sections.append(
             Section(
                 "Memory access (DNC)",
@@ -230,7 +211,6 @@ def _trace_sections(model: Model, x: Tensor, lengths: Tensor | None, out: Path) 
                 [out / "memory_access.png"],
             )
         )
-        break
     return sections
 
 
@@ -280,7 +260,7 @@ def _delayed_recall(
         sections = analysis_sections(
             model, traj, out, input=_constant_input(task, model), class_accuracy=acc, accuracy_note=note,
             delay_curves={f"{name} (this run)": (list(curve), list(curve.values()))}, trained_max=trained_max,
-            seed=seed, finder_kwargs=finder_kwargs,
+            seed=seed, finder_kwargs=finder_kwargs, summary=summary,
         )  # fmt: skip
     points = SlowPoints.load(out / "slow_points.npz")
     summary.update(
@@ -289,10 +269,31 @@ def _delayed_recall(
         accuracy_vs_delay={str(d): a for d, a in curve.items()},
         class_delay=class_delay,
         class_accuracy=[None if math.isnan(a) else a for a in acc.tolist()],
-        slow_points=len(points),
-        stable_slow_points=None if points.eigenvalues is None else int(points.is_stable().sum()),
+        stable_slow_points=None if points.eigenvalues is None else int((points.is_stable() & points.in_bounds).sum()),
     )
     return sections
+
+
+def _video_sections(model: Model, task: Any, out: Path, seed: int) -> list[Section]:
+    """Video prediction (moving digits): true vs predicted frames and the location probe per layer."""
+    if getattr(task, "name", "") != "moving_digits":
+        return []
+    from mnemonet.analysis.video import location_probe, plot_frame_strip, predict_video
+
+    frames, predicted = predict_video(model, task, torch.Generator().manual_seed(seed))
+    title = "true (top) vs predicted (bottom); * = free-running"
+    plot_frame_strip(frames, predicted, task.observed, title, out / "frames.png")
+    probe = location_probe(model, task, torch.Generator().manual_seed(seed), batches=2, batch_size=64)
+    layers = "; ".join(
+        f"layer {i + 1}: R² {p['r2']:.2f}, 3x3 cell accuracy {100 * p['cell_accuracy']:.1f}%"
+        for i, p in enumerate(probe)
+    )
+    text = (
+        f"A test video: the first {task.observed} frames are given, the rest predicted from the model's own "
+        f"output. Location probe (a linear map from each layer's state to the digits' centres, fit on 128 "
+        f"training videos, scored on 128 validation videos): {layers}."
+    )
+    return [Section("Predicted frames and location probe", text, [out / "frames.png"])]
 
 
 def analyze_run(
@@ -375,6 +376,7 @@ def analyze_run(
                 sections = [_pca_section(traj, out)]
         with steps.step("memory and module maps"):
             sections += _trace_sections(model, batch.x, batch.lengths, out)
+            sections += _video_sections(model, task, out, seed)
         with steps.step("report"):
             summary["seconds"] = round(time.perf_counter() - started, 2)
             summary["slow_point_search"] = dict(finder_kwargs or {})
@@ -386,6 +388,75 @@ def analyze_run(
     finally:
         steps.close()
     return path
+
+
+def analyze_over_training(
+    run_dir: str | Path,
+    delay: int | None = None,
+    trials: int = 300,
+    seed: int = 0,
+    max_steps: int = 500,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Slow points over training (the paper's Fig. 5) from a delayed-recall run's kept checkpoints.
+
+    Loads every step checkpoint in ``RUN/checkpoints`` (keep them with ``trainer.checkpoint_every=N`` and a
+    large ``trainer.keep_checkpoints``), follows each class's slow point and accuracy at ``delay``
+    (:func:`mnemonet.analysis.over_training.class_speeds_over_training`), writes
+    ``analysis/over_training.json`` and ``analysis/over_training.png`` (+ PDF, SVG), adds a report section and
+    re-renders ``report.html``.
+
+    Args:
+        run_dir: the run folder.
+        delay: the delay of the per-class accuracy; default twice the longest trained delay.
+        trials, seed, max_steps: trials per measurement, their seed, Adam steps of each search.
+        device: where to run the models.
+
+    Returns:
+        The path of ``report.html``.
+    """
+    from mnemonet.analysis.over_training import class_speeds_over_training, drop_when_classes_added, plot_over_training
+    from mnemonet.analysis.report import load_sections, rebuild_report
+    from mnemonet.training.checkpoint import atomic_write_text, list_checkpoints
+    from mnemonet.training.config import ConfigError
+
+    run_dir = Path(run_dir).resolve()
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise ConfigError(f"{run_dir}: no step checkpoints to follow over training")
+    first = _load(run_dir, str(found[0]), device)[0]
+    if not _samples_delays(first.task):
+        raise ConfigError(f"{run_dir}: --over-training needs a delayed-recall run, got task {first.config.task.name}")
+    delay = 2 * (int(first.task.t_max) - 1) if delay is None else int(delay)
+
+    def loaded() -> Iterator[tuple[int, Model, Any]]:
+        for path in found:
+            run = _load(run_dir, str(path), device)[0]
+            yield run.step, run.model, run.task
+
+    rows = class_speeds_over_training(loaded(), delay, trials=trials, max_steps=max_steps, seed=seed)
+    out = run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    test = drop_when_classes_added(rows)
+    atomic_write_text(out / "over_training.json", json.dumps({"delay": delay, "rows": rows, "drop_test": test},
+                                                             indent=1) + "\n")  # fmt: skip
+    plot_over_training({run_dir.name: rows}, out / "over_training.png")
+    stages = sum(1 for a, b in itertools.pairwise(rows) if (a["classes"], a["window"]) != (b["classes"], b["window"]))
+    text = (
+        f"Each class's slow point (the in-bounds point with the lowest q of 8 searches, {max_steps} Adam steps and a "
+        f"float64 polish) at each of the {len(rows)} kept checkpoints, and each class's accuracy at delay {delay}; "
+        f"{stages} checkpoints fall in a new curriculum stage (dashed). "
+    )
+    if test["drops"] + test["gains"]:
+        text += (
+            f"Where classes were added, {test['drops']} old classes lost accuracy and {test['gains']} gained "
+            f"(one-sided sign test p = {test['p']:.3g}). "
+        )
+    text += "Numbers in analysis/over_training.json."
+    sections = [s for s in load_sections(run_dir) if s.title != "Slow points over training"]
+    sections.append(Section("Slow points over training", text, [out / "over_training.png"]))
+    save_sections(run_dir, sections)
+    return rebuild_report(run_dir)
 
 
 def _settings_section(run: Any, used: str, asked: str, trials: int, seed: int, summary: Mapping[str, Any]) -> Section:
@@ -401,4 +472,11 @@ def _settings_section(run: Any, used: str, asked: str, trials: int, seed: int, s
     return Section("Run and analysis settings", text + (f"\n\n{desc}" if desc else ""))
 
 
-__all__ = ["DELAY_FRACTIONS", "analyze_run", "default_delays", "parse_delays", "pick_class_delay"]
+__all__ = [
+    "DELAY_FRACTIONS",
+    "analyze_over_training",
+    "analyze_run",
+    "default_delays",
+    "parse_delays",
+    "pick_class_delay",
+]

@@ -8,7 +8,8 @@ through these four methods: ``F(h, I) = unflatten(step(I, unflatten_state(h))[1]
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +48,31 @@ class _Stateful(nn.Module):
         """Inverse of :meth:`flatten_state`: `[B, S]` -> state."""
         return st.unflatten(vec, self._template(vec.device, vec.dtype))
 
+    state_limits: ClassVar[dict[str, float]] = {}  # cells: |field| <= limit for every state the dynamics reach
+
+    def state_bounds(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """`[S]` lower and upper bounds of every flat state coordinate the dynamics can reach (±inf: unbounded).
+
+        A cell declares its bounded fields in ``state_limits`` (GRU and tanh RNN: ``{"h": 1.0}``, LSTM's h);
+        a model without its own limits takes those of the ``cell`` or ``core`` it wraps, else is unbounded.
+        Analysis uses them to tell states a network can visit from states it never can (saturated gates).
+        """
+        template = self._template(device, dtype)
+        child = getattr(self, "cell", None) or getattr(self, "core", None)
+        if not self.state_limits and isinstance(child, _Stateful) and child.state_size == self.state_size:
+            return child.state_bounds(device, dtype)
+        if self.state_limits and hasattr(template, "_fields"):
+            parts = [
+                torch.full_like(leaf, self.state_limits.get(name, float("inf"))).reshape(-1)
+                for name, leaf in zip(template._fields, template, strict=True)
+            ]
+            high = torch.cat(parts)  # (S,)
+        else:
+            high = torch.full((self.state_size,), float("inf"), device=device, dtype=dtype)
+        return -high, high
+
     def check_state(self, state: State, batch_size: int, name: str = "state") -> State:
         """Raise a ValueError unless ``state`` matches ``initial_state(batch_size)`` leaf by leaf."""
         template = self._template()
@@ -66,6 +92,17 @@ class _Stateful(nn.Module):
                     f"{name}: leaf {i} of {_describe(template, batch_size)} expected shape {expected}, got {shape}"
                 )
         return state
+
+
+def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
+    """``(x, lengths)`` from x, ``(x, lengths)`` or an object with ``.x`` and ``.lengths``."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    if hasattr(batch, "x"):
+        return batch.x, getattr(batch, "lengths", None)
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ValueError(f"batches: expected each batch to be x or (x, lengths), got {type(batch).__name__}")
 
 
 def _describe(template: State, batch_size: int) -> str:
@@ -91,13 +128,35 @@ class Cell(_Stateful):
     Returns:
         `[B, output_size]` output and the next state.
 
-    A cell may also implement ``sequence(x, state, lengths)`` -> ``(y, state)`` or ``None``: a fast
-    path over a whole batch-first sequence (fused kernels, one matmul for all input terms).
-    ``Recurrent`` uses it when it does not need the state trajectory; returning None falls back to
-    the step loop.
+    ``Recurrent`` owns the time loop and asks the cell for three things (defaults in brackets):
+
+    - ``prepare(x, mask)``: the per-step inputs of a whole `[B, T, I]` sequence, e.g. input projections
+      computed for all steps in one matmul [``x_t`` as they are];
+    - ``step(p_t, state, t, mask)``: one step from a prepared input [``forward``];
+    - ``trace_step(p_t, state, t, mask)``: the same step plus named `[B, ...]` tensors worth recording
+      (``RecurrentModel.trace`` stacks them over time) [none];
+
+    and, when ``mnemonet.kernels`` are enabled and no trajectory is asked for, ``sequence(x, state, lengths)``:
+    a whole-sequence kernel returning ``(y, state)``, or None to use the loop.
     """
 
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> Sequence[Any]:
+        """Per-step inputs for ``step``: T items from `[B, T, input_size]` (``mask`` `[B, T]` or None)."""
+        return x.unbind(1)
+
+    def step(self, p_t: Any, state: State, t: int = 0, mask: Tensor | None = None) -> tuple[Tensor, State]:
+        """One step from ``prepare``'s item t (by default the input x_t itself)."""
+        return self(p_t, state, t=t, mask=mask)
+
+    def trace_step(
+        self, p_t: Any, state: State, t: int = 0, mask: Tensor | None = None
+    ) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """``step`` plus the named per-step tensors this cell offers for traces (none by default)."""
+        y, state = self.step(p_t, state, t=t, mask=mask)
+        return y, state, {}
+
     def sequence(self, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State] | None:
+        """A whole-sequence kernel over batch-first `[B, T, I]` (padding already zeroed), or None."""
         return None
 
 
@@ -156,3 +215,77 @@ class RecurrentModel(_Stateful):
         if return_states:
             return y, state, states
         return y, state
+
+    @torch.no_grad()
+    def reestimate_statistics(self, batches: Iterable[Any]) -> int:
+        """Re-estimate the population statistics of every batch normalisation inside the model over data.
+
+        The protocol: a module with population statistics offers ``reset_running_stats()`` and ``momentum``
+        (``StepBatchNorm`` of BN-LSTM, ``torch.nn.BatchNorm*``). Their statistics are reset, then each batch
+        runs through the model with those modules in training mode (batch statistics, cumulative average as
+        ``momentum=None``) and every other module in evaluation mode (no dropout), without gradient. Modes and
+        momenta are restored afterwards. This is how Cooijmans et al. (2017) estimate the statistics they
+        evaluate with.
+
+        Args:
+            batches: iterable of x `[B, T, I]`, ``(x, lengths)`` or objects with ``.x`` and ``.lengths`` (a
+                task :class:`~mnemonet.tasks.base.Batch`).
+
+        Returns:
+            The number of batches seen.
+        """
+        norms = [
+            m for m in self.modules() if callable(getattr(m, "reset_running_stats", None)) and hasattr(m, "momentum")
+        ]
+        if not norms:
+            raise ValueError(
+                f"model: expected a module with population statistics (e.g. a BNLSTMCell), got {type(self).__name__}"
+            )
+        modes = {m: m.training for m in self.modules()}
+        momenta = [n.momentum for n in norms]
+        try:
+            self.eval()
+            for n in norms:
+                n.reset_running_stats()
+                n.momentum = None
+                n.train()
+            seen = 0
+            for batch in batches:
+                x, lengths = _unpack(batch)
+                self(x, lengths=lengths)
+                seen += 1
+        finally:
+            for n, momentum in zip(norms, momenta, strict=True):
+                n.momentum = momentum
+            for m, mode in modes.items():
+                m.training = mode
+        return seen
+
+    def trace(
+        self, x: Tensor, state: State | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """Run the model and record what its cells offer at every step (RIMs module activity, DNC weightings).
+
+        Every time loop inside the model runs step by step and stacks its cell's per-step tensors.
+
+        Args:
+            x, state, lengths: as :meth:`forward`.
+
+        Returns:
+            ``(y, state, traces)``: traces maps a name to a batch-first `[B, T, ...]` tensor (zero or False
+            at padded steps); names are prefixed with the path of the loop inside the model
+            (``"layers.1.active"``), without prefix for a model that is itself the loop. Empty for cells
+            that offer nothing.
+        """
+        loops = [(name, m) for name, m in self.named_modules() if hasattr(m, "_traces")]
+        for _, m in loops:
+            m._traces = {}
+        try:
+            y, state = self(x, state, lengths=lengths)
+            traces = {
+                (f"{name}.{key}" if name else key): value for name, m in loops for key, value in m._traces.items()
+            }
+        finally:
+            for _, m in loops:
+                m._traces = None
+        return y, state, traces

@@ -8,28 +8,26 @@ its own γ and β = 0 (the gate bias b is the shift), and the cell is normalised
     h_t = σ(õ) ⊙ tanh(BN(c_t; γ_c, β_c))                                       (eq. 8)
 
 Statistics are kept per time step (:class:`~mnemonet.models.seq_norm.StepBatchNorm`); the population
-statistics can be re-estimated over a pass of data with :func:`recompute_statistics`. Two variants of the
-related work are options: ``"input_only"`` normalises W_x·x only and ``"summed"`` normalises the summed
-pre-activation W_x·x + W_h·h (both Laurent et al., 2016, without BN of c); ``normalization="sequence"``
-(input term only) takes statistics over all non-padded steps of a batch. ``mnemonet.build("bn_lstm",
-input_size, hidden_size, max_length)`` builds a layer, a stack or a bidirectional stack.
+statistics can be re-estimated over a pass of data with ``model.reestimate_statistics(batches)``
+(:class:`~mnemonet.models.base.RecurrentModel`). Two variants of the related work are options:
+``"input_only"`` normalises W_x·x only and ``"summed"`` normalises the summed pre-activation W_x·x + W_h·h
+(both Laurent et al., 2016, without BN of c); ``normalization="sequence"`` (input term only) takes
+statistics over all non-padded steps of a batch. ``mnemonet.build("bn_lstm", input_size, hidden_size,
+max_length)`` builds a layer, a stack or a bidirectional stack.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnemonet._checks import check_choice, check_positive, check_tensor
+from mnemonet.kernels.bn_lstm import bn_lstm_loop
+from mnemonet.kernels.onednn import linear
 from mnemonet.models import init as inits
 from mnemonet.models.base import Cell
-from mnemonet.models.bn_lstm_loop import bn_lstm_loop
-from mnemonet.models.cells import LSTMState
-from mnemonet.models.onednn import linear
+from mnemonet.models.cells import LSTMState, lstm_update
 from mnemonet.models.recurrent import Bidirectional, Recurrent, Stacked, padding_mask
 from mnemonet.models.registry import register
 from mnemonet.models.seq_norm import NORMALIZATIONS, StepBatchNorm
@@ -176,17 +174,33 @@ class BNLSTMCell(Cell):
             pre = ix + wh
         else:
             pre = self.bn_gates.step(ix + wh, t, mask, bias=self.bias)
-        i, f, g, o = pre.chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # eq. 7
-        c_out = self.bn_c.step(c, t, mask) if self.variant == "full" else c
-        h = torch.sigmoid(o) * torch.tanh(c_out)  # eq. 8
-        return h, c
+        norm_c = (lambda c_t: self.bn_c.step(c_t, t, mask)) if self.variant == "full" else None
+        return lstm_update(pre, c, norm_c)  # eqs. 7-8
+
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, ...]:
+        """The input term of every step at once: W_x·x in one matmul and its BN in one batched op (eq. 6).
+
+        Args:
+            x: `[B, T, I]`.
+            mask: `[B, T]` bool, true at real steps (only those enter the statistics), or None.
+
+        Returns:
+            T tensors `[B, 4H]`: BN(W_x x_t; γ_x, 0) + b, or W_x x_t for ``"summed"``.
+        """
+        wx = F.linear(x, self.weight_ih)  # (B, T, 4H)
+        ix = wx if self.variant == "summed" else self.bn_x.sequence(wx, mask, bias=self.bias)  # (B, T, 4H)
+        return ix.unbind(1)
+
+    def step(self, p_t: Tensor, state: LSTMState, t: int = 0, mask: Tensor | None = None) -> tuple[Tensor, LSTMState]:
+        """Step t from its prepared input term `[B, 4H]`."""
+        h, c = self._recur(p_t, state.h, state.c, t, mask)
+        return h, LSTMState(h, c)
 
     def sequence(self, x: Tensor, state: LSTMState, lengths: Tensor | None) -> tuple[Tensor, LSTMState]:
-        """All steps of a batch-first sequence: W_x·x in one matmul, its BN in one batched op, then the loop.
+        """Kernel: all steps as :meth:`prepare` and then :func:`~mnemonet.kernels.bn_lstm.bn_lstm_loop`.
 
-        The recurrent part runs in :func:`~mnemonet.models.bn_lstm_loop.bn_lstm_loop` (hand-written
-        backward); the numbers are those of the step path.
+        The recurrence runs as one autograd node with a hand-written backward; the numbers are those of
+        ``prepare`` and ``step`` (``tests/kernels``).
 
         Args:
             x: `[B, T, I]`.
@@ -240,66 +254,6 @@ def _running(norm: StepBatchNorm | None, T: int) -> tuple[Tensor, Tensor] | None
         return None
     idx = torch.arange(T, device=norm.running_mean.device).clamp(max=norm.slots - 1)
     return norm.running_mean[idx], norm.running_var[idx]
-
-
-def _bn_lstm_cells(model: nn.Module) -> list[BNLSTMCell]:
-    return [m for m in model.modules() if isinstance(m, BNLSTMCell)]
-
-
-def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
-    if isinstance(batch, Tensor):
-        return batch, None
-    if hasattr(batch, "x"):
-        return batch.x, getattr(batch, "lengths", None)
-    if isinstance(batch, (tuple, list)) and len(batch) == 2:
-        return batch[0], batch[1]
-    raise ValueError(f"batches: expected each batch to be x or (x, lengths), got {type(batch).__name__}")
-
-
-@torch.no_grad()
-def recompute_statistics(model: nn.Module, batches: Iterable[Any]) -> int:
-    """Re-estimate the population statistics of every BN-LSTM cell in ``model`` over a pass of data.
-
-    The running statistics are reset, then each batch runs through ``model`` with the BN-LSTM
-    normalisations in training mode (batch statistics, cumulative averaging as ``momentum=None``)
-    and every other module in evaluation mode (no dropout), without gradient. The model's
-    train/eval modes and momenta are restored afterwards. This is how the paper estimates the
-    population statistics it evaluates with.
-
-    Args:
-        model: a module containing :class:`BNLSTMCell` s, called as ``model(x, lengths=lengths)``.
-        batches: iterable of x `[B, T, I]`, ``(x, lengths)`` or objects with ``.x`` and ``.lengths``
-            (a task :class:`~mnemonet.tasks.base.Batch`).
-
-    Returns:
-        The number of batches seen.
-    """
-    cells = _bn_lstm_cells(model)
-    if not cells:
-        raise ValueError(f"model: expected a module containing BNLSTMCell, got {type(model).__name__}")
-    norms = [n for cell in cells for n in cell.norms]
-    modes = {m: m.training for m in model.modules()}
-    momenta = [n.momentum for n in norms]
-    try:
-        model.eval()
-        for n in norms:
-            n.reset_running_stats()
-            n.momentum = None
-            n.train()
-        seen = 0
-        for batch in batches:
-            x, lengths = _unpack(batch)
-            if lengths is None:
-                model(x)
-            else:
-                model(x, lengths=lengths)
-            seen += 1
-    finally:
-        for n, momentum in zip(norms, momenta, strict=True):
-            n.momentum = momentum
-        for m, mode in modes.items():
-            m.training = mode
-    return seen
 
 
 @register("bn_lstm")

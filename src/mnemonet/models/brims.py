@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnemonet._checks import check_positive, check_tensor
-from mnemonet.models import state as st
 from mnemonet.models.base import Cell
-from mnemonet.models.recurrent import Recurrent, padding_mask
+from mnemonet.models.recurrent import Recurrent
 from mnemonet.models.registry import register
 from mnemonet.models.rims import OFFICIAL_STD, RIMsCell
 
@@ -61,9 +60,8 @@ class BRIMsCell(Cell):
     ``forward(x_t, state) -> (y_t, state)``; the state is a tuple of per-layer RIMs states (bottom
     first) and ``y_t`` `[B, n_o * h_o]` the concatenated module states of layer ``output_layer``.
 
-    Selection trace: with ``cell.record = True`` every step appends a `[B, L, n_max]` bool mask to
-    ``cell.trace`` (false at padded steps and in slots past a layer's module count);
-    :func:`mnemonet.models.rims.run_with_trace` stacks it over time.
+    Selection trace: ``model.trace(x)`` returns ``"active"``, `[B, T, L, n_max]` bool (false at padded steps
+    and in slots past a layer's module count).
 
     Args:
         input_size: D, size of x_t.
@@ -159,8 +157,6 @@ class BRIMsCell(Cell):
             with torch.no_grad():
                 for lin in [*self.top_down_key, *self.top_down_value]:
                     lin.weight.normal_(0.0, OFFICIAL_STD)
-        self.record = False
-        self.trace: list[Tensor] = []
 
     def extra_repr(self) -> str:
         s = f"num_layers={self.num_layers}"
@@ -213,35 +209,25 @@ class BRIMsCell(Cell):
         active = torch.stack([F.pad(a, (0, n_max - a.shape[1])) for a in actives], 1)  # (B, L, n_max)
         return new[self.output_layer].h.flatten(1), tuple(new), active
 
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Layer 0's bottom-up keys and values for all T steps at once: T pairs `[B, H, d]`."""
+        keys, values = self.layers[0].project_inputs(x)  # (B, T, H, d)
+        return list(zip(keys.unbind(1), values.unbind(1), strict=True))
+
+    def step(self, p_t, state, t=0, mask=None):
+        """All layers for step t from layer 0's prepared keys and values."""
+        y, new, _ = self._step(*p_t, state)
+        return y, new
+
+    def trace_step(self, p_t, state, t=0, mask=None):
+        """``step`` plus ``active``: `[B, L, n_max]` bool, the modules selected in each layer."""
+        y, new, active = self._step(*p_t, state)
+        return y, new, {"active": active}
+
     def forward(self, x_t, state, t=0, mask=None):
         """One step: `[B, input_size]` -> `[B, output_size]` (the output layer's module states)."""
         check_tensor(x_t, "x_t", ("B", self.input_size))
-        keys, values = self.layers[0].project_inputs(x_t)  # (B, H, d)
-        y, new, active = self._step(keys, values, state)
-        if self.record:
-            self.trace.append(active if mask is None else active & mask[:, None, None])
-        return y, new
-
-    def sequence(self, x, state, lengths):
-        """Fast path over `[B, T, input_size]`: layer 0's bottom-up keys/values for all T at once."""
-        T = x.shape[1]
-        keys, values = self.layers[0].project_inputs(x)  # (B, T, H, d)
-        keys, values = keys.unbind(1), values.unbind(1)  # T x (B, H, d)
-        mask = padding_mask(lengths, T, x.device)  # (B, T)
-        ys = []
-        for t in range(T):
-            y_t, new, active = self._step(keys[t], values[t], state)
-            if mask is None:
-                state = new
-            else:
-                m = mask[:, t]
-                state = st.tree_where(m, new, state)
-                y_t = y_t * m[:, None].to(y_t.dtype)
-                active = active & m[:, None, None]
-            if self.record:
-                self.trace.append(active)
-            ys.append(y_t)
-        return torch.stack(ys, 1), state  # (B, T, output_size)
+        return self.step(self.prepare(x_t.unsqueeze(1))[0], state)
 
 
 @register("brims")

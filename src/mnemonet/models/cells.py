@@ -11,13 +11,14 @@ The factories ``rnn``, ``lstm``, ``gru`` build (stacked, bidirectional) models t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from mnemonet import kernels
 from mnemonet._checks import check_choice, check_positive
 from mnemonet.models import init as inits
 from mnemonet.models.base import Cell, RecurrentModel
@@ -47,6 +48,29 @@ class LSTMState(NamedTuple):
 def softsign(x: Tensor) -> Tensor:
     """softsign(x) = x / (1 + |x|)."""
     return x / (1 + x.abs())
+
+
+def lstm_update(
+    gates: Tensor, c: Tensor, cell_output: Callable[[Tensor], Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
+    """The LSTM cell update from summed pre-activations, gate order i, f, g, o (the one copy in mnemonet):
+
+        c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g),    h' = σ(o) ⊙ tanh(ĉ'),  ĉ' = ``cell_output``(c') (default c').
+
+    BN-LSTM passes its normalisation of c as ``cell_output`` (Cooijmans et al., eq. 8).
+
+    Args:
+        gates: `[..., 4H]` pre-activations.
+        c: `[..., H]` previous cell state.
+        cell_output: map of c' before the output tanh, or None.
+
+    Returns:
+        ``(h', c')``, each `[..., H]`.
+    """
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    c_out = c_new if cell_output is None else cell_output(c_new)
+    return torch.sigmoid(o) * torch.tanh(c_out), c_new
 
 
 class _TorchLayoutCell(Cell):
@@ -160,6 +184,7 @@ class RNNCell(_TorchLayoutCell):
         check_choice(nonlinearity, "nonlinearity", ("tanh", "relu", "softsign"))
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, **kwargs)
+        self.state_limits = {} if nonlinearity == "relu" else {"h": 1.0}  # tanh, softsign: |h| < 1
 
     def extra_repr(self) -> str:
         extra = "" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity!r}"
@@ -204,6 +229,8 @@ class LSTMCell(_TorchLayoutCell):
             Gers et al. 2000; Jozefowicz et al. 2015).
     """
 
+    state_limits: ClassVar[dict[str, float]] = {"h": 1.0}  # h = o ⊙ tanh(c); c is unbounded
+
     gates = 4
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float | None = None, **kwargs) -> None:
@@ -230,7 +257,10 @@ class LSTMCell(_TorchLayoutCell):
 
     def forward(self, x_t: Tensor, state: LSTMState, t: int = 0, mask: Tensor | None = None):
         b_ih, b_hh = self._biases()
-        h, c = torch.lstm_cell(x_t, (state.h, state.c), self.weight_ih, self.weight_hh, b_ih, b_hh)
+        if kernels.is_enabled():  # torch's fused cell: the same equations in one op
+            h, c = torch.lstm_cell(x_t, (state.h, state.c), self.weight_ih, self.weight_hh, b_ih, b_hh)
+        else:
+            h, c = lstm_update(F.linear(x_t, self.weight_ih, b_ih) + F.linear(state.h, self.weight_hh, b_hh), state.c)
         return h, LSTMState(h, c)
 
     def sequence(self, x, state, lengths):
@@ -248,6 +278,8 @@ class GRUCell(_TorchLayoutCell):
 
     Args: see :class:`LSTMCell` (no forget_bias).
     """
+
+    state_limits: ClassVar[dict[str, float]] = {"h": 1.0}  # h' is a convex mix of h and tanh(.): |h| < 1 from h0 = 0 on
 
     gates = 3
 
@@ -370,4 +402,7 @@ def gru(
     )  # fmt: skip
 
 
-__all__ = ["GRUCell", "GRUState", "LSTMCell", "LSTMState", "RNNCell", "RNNState", "gru", "lstm", "rnn", "stack_cells"]
+__all__ = [
+    "GRUCell", "GRUState", "LSTMCell", "LSTMState", "RNNCell", "RNNState", "gru", "lstm", "lstm_update", "rnn",
+    "stack_cells",
+]  # fmt: skip

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mnemonet._checks import check_positive, check_tensor
+from mnemonet.models.cells import lstm_update
 
 
 def grouped_matmul(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -146,11 +147,7 @@ class GroupedLSTMCell(_GroupedRNNBase):
         """
         if hh is None:
             hh = self.recurrent_gates(h)
-        gates = self.input_gates(x) + hh  # (B, n, 4*hidden)
-        i, f, g, o = gates.chunk(4, dim=-1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h_new = torch.sigmoid(o) * torch.tanh(c_new)
-        return h_new, c_new
+        return lstm_update(self.input_gates(x) + hh, c)  # gates: (B, n, 4*hidden)
 
 
 class GroupedGRUCell(_GroupedRNNBase):

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from mnemonet import kernels
 from mnemonet.models import state as st
 from mnemonet.models.base import Cell, RecurrentModel
 
@@ -36,6 +37,33 @@ def padding_mask(lengths: Tensor | None, steps: int, device: torch.device | None
         return None
     mask = torch.arange(steps, device=lengths.device)[None] < lengths[:, None]
     return mask if device is None else mask.to(device)
+
+
+def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
+    """``x`` `[B, T, ...]` with every padded step set to 0 (False for bools); ``mask`` `[B, T]` or None.
+
+    Part of the padding rule: whatever padded steps hold (NaN, inf), ``torch.where`` selects zeros there, so
+    nothing computed from them is NaN and no gradient reaches them.
+    """
+    if mask is None:
+        return x
+    return torch.where(mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), x, x.new_zeros(()))
+
+
+def keep_real(mask: Tensor | None, new: State, old: State, y_t: Tensor) -> tuple[State, Tensor]:
+    """The padding rule for one step: padded rows keep their state and output zero (``torch.where``).
+
+    Args:
+        mask: `[B]` bool, true where the step is real; None for all.
+        new, old: the state after and before the step.
+        y_t: `[B, ...]` output of the step.
+
+    Returns:
+        The state to carry and the output to emit.
+    """
+    if mask is None:
+        return new, y_t
+    return st.tree_where(mask, new, old), zero_padding(y_t.unsqueeze(1), mask[:, None]).squeeze(1)
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -91,6 +119,7 @@ class Recurrent(RecurrentModel):
         self.reverse = reverse
         self.input_size = cell.input_size
         self.output_size = cell.output_size
+        self._traces: dict[str, Tensor] | None = None  # filled by ``trace`` (see RecurrentModel.trace)
         self.register_load_state_dict_pre_hook(self._from_torch)
 
     def _from_torch(self, module, state_dict, prefix, *args) -> None:
@@ -109,32 +138,45 @@ class Recurrent(RecurrentModel):
     def _run(self, x, state, lengths, return_states):
         if self.reverse:
             x = reverse_padded(x, lengths)
-        fast = None if return_states else self.cell.sequence(x, state, lengths)
+        mask = padding_mask(lengths, x.shape[1], x.device)  # (B, T)
+        x = zero_padding(x, mask)
+        if kernels.is_enabled() and not return_states and self._traces is None:
+            fast = self.cell.sequence(x, state, lengths)
+        else:
+            fast = None
         if fast is not None:
             y, state = fast
             states = None
         else:
-            y, state, states = self._loop(x, state, lengths, return_states)
+            y, state, states = self._loop(x, state, mask, return_states)
         if self.reverse:
             y = reverse_padded(y, lengths)
             states = reverse_padded(states, lengths) if states is not None else None
+            if self._traces:
+                self._traces = {k: reverse_padded(v, lengths) for k, v in self._traces.items()}
         return y, state, states
 
-    def _loop(self, x, state, lengths, return_states):
+    def _loop(self, x, state, mask, return_states):
+        """The one time loop: ``cell.prepare`` once, then ``cell.step`` per step with the padding rule."""
         T = x.shape[1]
-        mask = padding_mask(lengths, T, x.device)  # (B, T)
-        ys, states = [], []
+        inputs = self.cell.prepare(x, mask)  # T per-step inputs
+        tracing = self._traces is not None
+        ys, states, traces = [], [], []
         for t in range(T):
-            m = None if mask is None else mask[:, t]
-            y_t, new = self.cell(x[:, t], state, t=t, mask=m)
-            if m is None:
-                state = new
+            m = None if mask is None else mask[:, t]  # (B,)
+            if tracing:
+                y_t, new, record = self.cell.trace_step(inputs[t], state, t=t, mask=m)
+                traces.append(record)
             else:
-                state = st.tree_where(m, new, state)
-                y_t = y_t * m[:, None].to(y_t.dtype)
+                y_t, new = self.cell.step(inputs[t], state, t=t, mask=m)
+            state, y_t = keep_real(m, new, state, y_t)
             ys.append(y_t)
             if return_states:
                 states.append(st.flatten(state))
+        if tracing and traces and traces[0]:
+            self._traces = {
+                key: zero_padding(torch.stack([r[key].detach() for r in traces], 1), mask) for key in traces[0]
+            }  # (B, T, ...)
         y = torch.stack(ys, 1)  # (B, T, H_out)
         return y, state, (torch.stack(states, 1) if return_states else None)  # (B, T, S)
 

@@ -53,9 +53,11 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         ValueError: unknown name or unknown keyword, with the closest valid spelling; missing required
             arguments, by name.
     """
-    encoder = kwargs.pop("encoder", "none")
-    encoder_size, num_embeddings = kwargs.pop("encoder_size", None), kwargs.pop("num_embeddings", None)
-    encoder_dropout = kwargs.pop("encoder_dropout", 0.0)
+    own = name in _REGISTRY and "encoder" in inspect.signature(_REGISTRY[name]).parameters  # e.g. frame models
+    encoder = "none" if own else kwargs.pop("encoder", "none")
+    encoder_size = None if own else kwargs.pop("encoder_size", None)
+    num_embeddings = None if own else kwargs.pop("num_embeddings", None)
+    encoder_dropout = 0.0 if own else kwargs.pop("encoder_dropout", 0.0)
     if name not in _REGISTRY:
         hint = did_you_mean(name, _REGISTRY)
         raise ValueError(f"name: unknown model {name!r}{hint} (available: {', '.join(available())})")

@@ -37,11 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnemonet._checks import check_choice, check_positive, check_tensor
-from mnemonet.models import state as st
-from mnemonet.models.base import Cell, RecurrentModel
-from mnemonet.models.encoder import Encoded
+from mnemonet.models.base import Cell
 from mnemonet.models.grouped import GroupedGRUCell, GroupedLinear, GroupedLSTMCell, grouped_matmul
-from mnemonet.models.recurrent import Recurrent, padding_mask, reverse_padded
+from mnemonet.models.recurrent import Recurrent
 from mnemonet.models.registry import register
 
 DYNAMICS = ("lstm", "gru")
@@ -236,8 +234,8 @@ class RIMsCell(Cell):
 
     ``forward(x_t, state) -> (y_t, state)`` with ``y_t = h.flatten(1)`` `[B, n * module_size]`.
 
-    Selection trace: set ``cell.record = True`` and every step appends its `[B, n]` bool active mask
-    (false at padded steps) to ``cell.trace``; :func:`run_with_trace` does this for a whole sequence.
+    Selection trace: ``model.trace(x)`` returns ``"active"``, the `[B, T, n]` bool active masks (false at
+    padded steps).
 
     Args:
         input_size: D, size of x_t.
@@ -353,9 +351,6 @@ class RIMsCell(Cell):
             self.comm_output = GroupedLinear(n, comm_heads * comm_value_size, hs, bias=False)
         if init == "official":
             self.reset_parameters()
-
-        self.record = False
-        self.trace: list[Tensor] = []
 
     def reset_parameters(self) -> None:
         """Initialise as ``init`` says (``"torch"``: every submodule's own ``reset_parameters``)."""
@@ -491,78 +486,27 @@ class RIMsCell(Cell):
         new_state = RIMsState(h_new, c_new) if isinstance(state, RIMsState) else RIMsGRUState(h_new)
         return RIMsStep(h_new.flatten(1), active, null_attention), new_state  # y: (B, n * hs)
 
-    def forward(self, x_t, state, t=0, mask=None):
-        """One step: `[B, input_size]` -> `[B, n * module_size]` (the concatenated module states)."""
-        check_tensor(x_t, "x_t", ("B", self.input_size))
-        keys, values = self.project_inputs(x_t)  # (B, H, d)
-        out, new = self.step_projected(keys.unsqueeze(1), values.unsqueeze(1), state)  # M = 1
-        if self.record:
-            self.trace.append(out.active if mask is None else out.active & mask[:, None])
-        return out.y, new
-
-    def sequence(self, x, state, lengths):
-        """Fast path over `[B, T, input_size]`: eq. (1) for all T in one matmul, then the recurrent loop."""
-        T = x.shape[1]
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Eq. (1) for all T steps in one matmul: T pairs of keys `[B, 1, H, d_k]` and values `[B, 1, H, d_v]`."""
         keys, values = self.project_inputs(x)  # (B, T, H, d)
         # one tensor per step (unbind, not keys[:, t]: slicing would make backward fill a [B, T, ...] zero
         # tensor at every step)
-        keys, values = keys.unsqueeze(2).unbind(1), values.unsqueeze(2).unbind(1)  # T x (B, 1, H, d): M = 1
-        mask = padding_mask(lengths, T, x.device)  # (B, T)
-        ys = []
-        for t in range(T):
-            out, new = self.step_projected(keys[t], values[t], state)
-            y_t, active = out.y, out.active
-            if mask is None:
-                state = new
-            else:
-                m = mask[:, t]
-                state = st.tree_where(m, new, state)
-                y_t = y_t * m[:, None].to(y_t.dtype)
-                active = active & m[:, None]
-            if self.record:
-                self.trace.append(active)
-            ys.append(y_t)
-        return torch.stack(ys, 1), state  # (B, T, n * hs)
+        return list(zip(keys.unsqueeze(2).unbind(1), values.unsqueeze(2).unbind(1), strict=True))  # M = 1
 
+    def step(self, p_t, state, t=0, mask=None):
+        """Eqs. (2)-(7) from the prepared keys and values of step t."""
+        out, new = self.step_projected(*p_t, state)
+        return out.y, new
 
-# ---------------------------------------------------------------------------------------------------------
-# Selection trace and factory.
-# ---------------------------------------------------------------------------------------------------------
+    def trace_step(self, p_t, state, t=0, mask=None):
+        """``step`` plus ``active``: `[B, n]` bool, the modules selected at step t (eq. 5)."""
+        out, new = self.step_projected(*p_t, state)
+        return out.y, new, {"active": out.active}
 
-
-def run_with_trace(
-    model: RecurrentModel, x: Tensor, state=None, lengths: Tensor | None = None
-) -> tuple[Tensor, object, Tensor]:
-    """Run a RIMs or BRIMs model over a sequence and return which modules were active at each step.
-
-    Args:
-        model: a :class:`~mnemonet.models.recurrent.Recurrent` over a :class:`RIMsCell` or a
-            :class:`~mnemonet.models.brims.BRIMsCell` (as built by ``build("rims")`` / ``build("brims")``),
-            or one behind an :class:`~mnemonet.models.encoder.Encoded` input encoder.
-        x: the input, laid out as the model expects (`[B, T, D]` with ``batch_first``).
-        state: initial state, or None.
-        lengths: `[B]` sequence lengths, or None.
-
-    Returns:
-        ``(y, state, active)``: the model's output and final state, and ``active`` `[B, T, n]` bool for
-        RIMs or `[B, T, L, n_max]` for BRIMs (always batch-first; false at padded steps, and for
-        BRIMs layers with fewer than ``n_max`` modules, false in the extra slots).
-    """
-    if isinstance(model, Encoded):  # the modules read the encoder's code
-        return run_with_trace(model.core, model.encoder(x), state, lengths)
-    cell = getattr(model, "cell", None)
-    if not isinstance(model, Recurrent) or not hasattr(cell, "trace"):
-        raise ValueError(f"model: expected a Recurrent over a RIMsCell or BRIMsCell, got {type(model).__name__}")
-    was_recording = cell.record
-    cell.record, cell.trace = True, []
-    try:
-        y, final = model(x, state, lengths=lengths)
-        active = torch.stack(cell.trace, 1)  # (B, T, n) or (B, T, L, n)
-    finally:
-        cell.record, cell.trace = was_recording, []
-    if model.reverse:
-        active = reverse_padded(active, None if lengths is None else torch.as_tensor(lengths))
-    return y, final, active
+    def forward(self, x_t, state, t=0, mask=None):
+        """One step: `[B, input_size]` -> `[B, n * module_size]` (the concatenated module states)."""
+        check_tensor(x_t, "x_t", ("B", self.input_size))
+        return self.step(self.prepare(x_t.unsqueeze(1))[0], state)
 
 
 @register("rims")
@@ -632,6 +576,5 @@ __all__ = [
     "input_scores",
     "offered_states",
     "rims",
-    "run_with_trace",
     "top_k_mask",
 ]

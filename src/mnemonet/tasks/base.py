@@ -90,6 +90,13 @@ class Curriculum:
     def observe(self, metrics: dict[str, float]) -> bool:
         raise NotImplementedError
 
+    def at_step(self, step: int, total_steps: int) -> bool:
+        """Called before training step ``step`` (0-based) of ``total_steps``; True when it changed the stage.
+
+        Threshold curricula ignore it; fixed step schedules (:mod:`mnemonet.tasks.curricula`) move here.
+        """
+        return False
+
     @property
     def finished(self) -> bool:
         """True at the last stage."""

@@ -6,10 +6,15 @@ time accuracy passes a threshold; the delay curriculum DeCu grows the window in 
 trigger times fall, up to Tmax; the length curriculum grows the bit tasks' length range. Each takes the
 task in its constructor, applies its first stage at once, and applies every new stage itself; its
 state (stage and the count of evaluations meeting the threshold) goes into checkpoints.
+
+Beside the threshold rule, the authors' code (DoronHaviv/MemoryRNN) changes stages at fixed fractions of
+training whatever the accuracy: :class:`DelaySchedule` and :class:`VocabularySchedule` reproduce those
+schedules (:class:`ScheduledCurriculum`), moving at :meth:`~mnemonet.tasks.base.Curriculum.at_step`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -233,3 +238,151 @@ class LengthCurriculum(ThresholdCurriculum):
 
     def _apply(self, value: int) -> None:
         self.task.length_range = (self._low, value)
+
+
+class ScheduledCurriculum(Curriculum):
+    """Stages at fixed fractions of training: stage i from step ``floor(starts[i] * total_steps)`` on.
+
+    The stage depends only on the step (not on any metric), so a resumed run lands on the same stage.
+    Subclasses implement ``_apply(value)``.
+
+    Args:
+        task: the task to drive.
+        values: the knob's value at each stage.
+        starts: the fraction of training at which each stage begins; ``starts[0] == 0``, increasing, < 1.
+    """
+
+    knob = "value"
+
+    def __init__(self, task: Task, values: list[int], starts: list[float]) -> None:
+        values, starts = [int(v) for v in values], [float(f) for f in starts]
+        if not values or len(values) != len(starts):
+            raise ValueError(f"starts: expected one fraction per value ({len(values)}), got {len(starts)}")
+        if starts[0] != 0.0 or any(b <= a for a, b in itertools.pairwise(starts)) or starts[-1] >= 1:
+            raise ValueError(f"starts: expected increasing fractions from 0 and below 1, got {starts}")
+        self.task = task
+        self.values = values
+        self.starts = starts
+        self.stage = 0
+        self._apply(self.value)
+
+    @property
+    def value(self) -> int:
+        """The knob's value at the current stage."""
+        return self.values[self.stage]
+
+    @property
+    def finished(self) -> bool:
+        return self.stage == len(self.values) - 1
+
+    def _apply(self, value: int) -> None:
+        raise NotImplementedError
+
+    def stage_at(self, step: int, total_steps: int) -> int:
+        """The stage in force at training step ``step`` (0-based) of ``total_steps``."""
+        return max(i for i, f in enumerate(self.starts) if step >= math.floor(f * total_steps))
+
+    def observe(self, metrics: dict[str, float]) -> bool:
+        """Metrics never move a fixed schedule."""
+        return False
+
+    def at_step(self, step: int, total_steps: int) -> bool:
+        """Move to the stage of ``step``; True when the stage changed."""
+        stage = self.stage_at(step, total_steps)
+        if stage == self.stage:
+            return False
+        self.stage = stage
+        self._apply(self.value)
+        return True
+
+    def describe(self) -> str:
+        return f"{self.knob} {self.value}/{self.values[-1]}"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "value": self.value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        stage = int(state["stage"])
+        if not 0 <= stage < len(self.values):
+            raise ValueError(f"state: stage {stage} is outside [0, {len(self.values) - 1}] for this schedule")
+        self.stage = stage
+        self._apply(self.value)
+
+
+# The authors' schedules (DoronHaviv/MemoryRNN, MNIST, 140k steps), as fractions of training:
+# DeCu: window 6 for the first 1/7, then +2 every 1/14 until Tmax = 20 at 4/7.
+DECU_WINDOWS = (6, 8, 10, 12, 14, 16, 18, 20)
+DECU_STARTS = tuple(0.0 if i == 0 else (i + 1) / 14 for i in range(8))
+# VoCu: 2 digits, then one more at steps 8k, 16k, 26k, 36k, 48k, 62k, 78k, 98k of 140k (10 digits).
+VOCU_CLASSES = (2, 3, 4, 5, 6, 7, 8, 9, 10)
+VOCU_STARTS = tuple(k / 140 for k in (0, 8, 16, 26, 36, 48, 62, 78, 98))
+
+
+def _clipped(values: list[int], starts: list[float], low: int, high: int) -> tuple[list[int], list[float]]:
+    """A schedule's values clipped to ``[low, high]``, repeats dropped (each keeps its first start)."""
+    if len(values) != len(starts):
+        raise ValueError(f"starts: expected one fraction per value ({len(values)}), got {len(starts)}")
+    kept: list[int] = []
+    fractions: list[float] = []
+    for v, f in zip(values, starts, strict=True):
+        v = min(max(int(v), low), high)
+        if not kept or v != kept[-1]:
+            kept.append(v)
+            fractions.append(f)
+    return kept, fractions
+
+
+class DelaySchedule(ScheduledCurriculum):
+    """DeCu on the authors' fixed schedule: window 6, 8, ..., 20 at ``DECU_STARTS`` of training.
+
+    Drives ``task.window`` like :class:`DelayCurriculum`; the windows are clipped to ``[min_gap + 1, t_max]``
+    of the task (duplicates dropped, keeping the first start); the default schedule ends at the task's Tmax.
+
+    Args:
+        task: a task with ``window``, ``t_max`` and ``min_gap``.
+        windows, starts: the schedule; default the authors'.
+
+    Example:
+        >>> from mnemonet.tasks.delayed_recall import DelayedRecallTask
+        >>> task = DelayedRecallTask()
+        >>> cur = DelaySchedule(task)
+        >>> task.window, cur.at_step(1000, 7000), task.window, cur.at_step(4000, 7000), task.window
+        (6, True, 8, True, 20)
+    """
+
+    knob = "window"
+
+    def __init__(self, task: Task, windows: list[int] | None = None, starts: list[float] | None = None) -> None:
+        if not all(hasattr(task, a) for a in ("window", "t_max", "min_gap")):
+            raise ValueError(f"task: DelaySchedule needs a task with window and t_max, got {type(task).__name__}")
+        lo, hi = task.min_gap + 1, task.t_max
+        windows = [*DECU_WINDOWS[:-1], hi] if windows is None else list(windows)  # the authors' end at Tmax
+        starts = list(DECU_STARTS if starts is None else starts)
+        super().__init__(task, *_clipped(windows, starts, lo, hi))
+
+    def _apply(self, value: int) -> None:
+        self.task.window = value
+
+
+class VocabularySchedule(ScheduledCurriculum):
+    """VoCu on the authors' fixed schedule: 2, 3, ..., 10 classes at ``VOCU_STARTS`` of training.
+
+    Drives ``task.num_classes`` like :class:`VocabularyCurriculum`; counts above ``task.max_classes`` are
+    clipped to it (duplicates dropped, keeping the first start).
+
+    Args:
+        task: a task with ``num_classes`` and ``max_classes``.
+        classes, starts: the schedule; default the authors'.
+    """
+
+    knob = "classes"
+
+    def __init__(self, task: Task, classes: list[int] | None = None, starts: list[float] | None = None) -> None:
+        if not hasattr(task, "num_classes") or not hasattr(task, "max_classes"):
+            raise ValueError(f"task: VocabularySchedule needs a task with num_classes, got {type(task).__name__}")
+        classes = list(VOCU_CLASSES if classes is None else classes)
+        starts = list(VOCU_STARTS if starts is None else starts)
+        super().__init__(task, *_clipped(classes, starts, 1, task.max_classes))
+
+    def _apply(self, value: int) -> None:
+        self.task.num_classes = value

@@ -11,13 +11,22 @@ from collections.abc import Callable
 from typing import Any
 
 from mnemonet._checks import did_you_mean
+from mnemonet.tasks.babi import BabiTask
 from mnemonet.tasks.base import Curriculum, Task
 from mnemonet.tasks.bits import AssociativeRecallTask, CopyTask, RepeatCopyTask
 from mnemonet.tasks.char_lm import CharLMTask
 from mnemonet.tasks.copy_delay import CopyDelayTask
-from mnemonet.tasks.curricula import DelayCurriculum, LengthCurriculum, VocabularyCurriculum
+from mnemonet.tasks.curricula import (
+    DelayCurriculum,
+    DelaySchedule,
+    LengthCurriculum,
+    VocabularyCurriculum,
+    VocabularySchedule,
+)
 from mnemonet.tasks.delayed_recall import DelayedRecallTask
 from mnemonet.tasks.digits import SequentialDigitsTask
+from mnemonet.tasks.graphs import GraphCurriculum, GraphTask
+from mnemonet.tasks.moving_digits import MovingDigitsTask
 
 TASKS: dict[str, type[Task]] = {
     "delayed_recall": DelayedRecallTask,
@@ -27,6 +36,9 @@ TASKS: dict[str, type[Task]] = {
     "seq_digits": SequentialDigitsTask,
     "char_lm": CharLMTask,
     "copy_delay": CopyDelayTask,
+    "moving_digits": MovingDigitsTask,
+    "graph": GraphTask,
+    "babi": BabiTask,
 }
 
 CURRICULA: dict[str, type[Curriculum]] = {
@@ -34,7 +46,10 @@ CURRICULA: dict[str, type[Curriculum]] = {
     "vocu": VocabularyCurriculum,
     "delay": DelayCurriculum,
     "decu": DelayCurriculum,
+    "decu_schedule": DelaySchedule,
+    "vocu_schedule": VocabularySchedule,
     "length": LengthCurriculum,
+    "graph": GraphCurriculum,
 }
 
 
@@ -68,7 +83,7 @@ def make_task(name: str, **kwargs: Any) -> Task:
 
     Args:
         name: one of :func:`available_tasks`: ``"delayed_recall"``, ``"copy"``, ``"repeat_copy"``,
-            ``"associative_recall"``, ``"seq_digits"``, ``"char_lm"``.
+            ``"associative_recall"``, ``"seq_digits"``, ``"char_lm"``, ``"moving_digits"``, ``"graph"``, ``"babi"``.
         **kwargs: the task class's keyword arguments.
 
     Raises:
@@ -84,7 +99,8 @@ def make_task(name: str, **kwargs: Any) -> Task:
 
 
 def make_curriculum(name: str, task: Task, **kwargs: Any) -> Curriculum:
-    """Build a curriculum by name (``"vocabulary"``/``"vocu"``, ``"delay"``/``"decu"``, ``"length"``) on ``task``."""
+    """Build a curriculum by name (``"vocabulary"``/``"vocu"``, ``"delay"``/``"decu"``, ``"length"``,
+    ``"graph"``) on ``task``."""
     cls = _lookup("curriculum", name, CURRICULA)
     _check_kwargs("curriculum", name, cls.__init__, kwargs, skip=2)  # skip self, task
     return cls(task, **kwargs)

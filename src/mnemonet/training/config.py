@@ -12,12 +12,17 @@ hold a ``name`` plus free-form keyword arguments, written flat in YAML::
 whose keywords are checked by the factory they go to (``mnemonet.build`` names a bad keyword).
 Values given on the command line are parsed with ``yaml.safe_load``: ``--set trainer.lr=1e-3``,
 ``--set task.delays=[5,10]``, ``--set trainer.clip_norm=null``.
+
+The presets shipped in ``mnemonet/configs/`` live here too (:func:`preset_paths`, :func:`list_presets`,
+:func:`resolve`): every ``*.yaml`` there is a preset named by its file stem, whose ``description:`` is the
+line ``mnemonet presets`` prints, and which may start from another with ``extends: NAME``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from mnemonet.errors import ConfigError
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "cosine", "step", "exponential", "linear")
 PROGRESS_MODES = ("auto", "bar", "lines", "off")
+MAX_LR = 1e6  # a learning rate at or above this overflows any update to inf
 TOP_LEVEL_KEYS = ("description", "extends", "model", "task", "curriculum", "trainer", "regularizer")
 
 
@@ -120,6 +126,16 @@ class TrainerConfig:
         recompute_statistics: before each held-out evaluation, re-estimate the population statistics of
             batch-normalised recurrent cells (BN-LSTM) over this many training batches, as Cooijmans et al.
             evaluate; 0 = use the running averages kept during training.
+        checkpoint_minutes: also write a checkpoint whenever this many minutes have passed since the last
+            one (null: only every ``checkpoint_every`` steps); for preemptible machines.
+        initial_state_noise: standard deviation of Gaussian noise added to every floating-point tensor of
+            the initial state of each training sequence (0: none). Cooijmans et al. (2017, section 5.1) add
+            it on sequential MNIST: with h0 = 0 and the first ~100 pixels equal across the batch, every
+            batch norm of the first steps sees zero variance and gradients explode. Evaluation starts from
+            the plain initial state.
+        init_from: a run folder (its best checkpoint, else its newest) or a checkpoint ``.json`` whose model
+            weights start this run (weights only: fresh optimiser, step 0), e.g. to fine-tune with a
+            regulariser; the model section must build the same shapes.
     """
 
     steps: int = 1000
@@ -151,6 +167,9 @@ class TrainerConfig:
     progress: str = "auto"
     find_unused_parameters: bool = False
     recompute_statistics: int = 0
+    checkpoint_minutes: float | None = None
+    initial_state_noise: float = 0.0
+    init_from: str | None = None
 
 
 @dataclass
@@ -343,6 +362,19 @@ def _check_range(value: Any, key: str, low: float | None = None, high: float | N
         raise ConfigError(f"{key}: expected a value in {lo}, {hi}, got {value!r}")
 
 
+def _check_finite(config: RunConfig) -> None:
+    """Every float of the trainer section is finite and the learning rates are below 1e6 (nothing trains above)."""
+    t = config.trainer
+    for f in dataclasses.fields(t):
+        value = getattr(t, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"trainer.{f.name}: expected a finite number, got {value!r}")
+    for key in ("lr", "min_lr"):
+        if getattr(t, key) >= MAX_LR:
+            raise ConfigError(f"trainer.{key}: {getattr(t, key):g} is far too large to train with; use a value "
+                              f"below {MAX_LR:g} (typical: 1e-4 to 1e-2)")  # fmt: skip
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check value ranges and choices; raise a ConfigError naming the first bad key."""
     t = config.trainer
@@ -368,6 +400,10 @@ def validate(config: RunConfig) -> RunConfig:
     _check_range(t.lr_decay, "trainer.lr_decay", 0, 1, open_low=True)
     if t.clip_norm is not None:
         _check_range(t.clip_norm, "trainer.clip_norm", 0, open_low=True)
+    if t.checkpoint_minutes is not None:
+        _check_range(t.checkpoint_minutes, "trainer.checkpoint_minutes", 0, open_low=True)
+    _check_range(t.initial_state_noise, "trainer.initial_state_noise", 0)
+    _check_finite(config)
     es = t.early_stopping
     if es.patience is not None:
         _check_range(es.patience, "trainer.early_stopping.patience", 1)
@@ -378,6 +414,8 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError("model.name: expected a model name such as 'gru', got null")
     if config.task.name is None:
         raise ConfigError("task.name: expected a task name such as 'delayed_recall', got null")
+    if "init_from" in config.model.kwargs:
+        raise ConfigError("model.init_from: renamed to trainer.init_from; write --set trainer.init_from=RUN")
     for bad in ("input_size", "output_size"):
         if bad in config.model.kwargs:
             raise ConfigError(f"model.{bad}: set by the task automatically; remove it from the config")

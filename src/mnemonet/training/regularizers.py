@@ -81,7 +81,7 @@ def memory_speed(model: nn.Module, task: Task, **kwargs: Any) -> ExtraLoss:
     for ``anchors: slow_points``, the slow-point finder's (``per_class``, ``noise``, ``max_steps``, ``lr``, ...).
 
     Anchors and noise inputs are computed once, at the first training step, from the model as it is
-    then: a fine-tune (``model.init_from``) anchors them on the trained model it starts from. A resumed
+    then: a fine-tune (``trainer.init_from``) anchors them on the trained model it starts from. A resumed
     run recomputes them from the model at the step it resumes from (they are not stored in checkpoints),
     so a resumed regularised run follows an uninterrupted one closely but not bit for bit.
 

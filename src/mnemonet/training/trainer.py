@@ -4,7 +4,8 @@ The trainer knows a model only as ``forward(x, state, lengths) -> (logits, state
 through :class:`~mnemonet.tasks.base.Task`. One step draws a batch from the training generator,
 adds the optional extra loss, back-propagates, clips the global gradient norm and updates. Every
 ``eval_every`` steps it evaluates on held-out batches drawn from a generator re-seeded identically
-for every evaluation, appends one record to ``metrics.jsonl``, lets the curriculum advance, and
+for every evaluation, appends one record to ``metrics.jsonl`` (with the mean training loss of every ``log_every``
+steps since the last one, ``train_curve``), lets the curriculum advance, and
 checks early stopping; every ``checkpoint_every`` steps it writes a checkpoint from which
 :meth:`Trainer.load` resumes bit-for-bit on CPU.
 
@@ -44,6 +45,7 @@ from mnemonet.training.logging import METRICS_FILE, MetricsLog, truncate_metrics
 from mnemonet.training.optim import lr_at, make_optimizer, set_lr
 from mnemonet.training.progress import Progress
 from mnemonet.training.regularizers import ExtraLoss
+from mnemonet.training.signals import SIGNALS, StopSignals
 
 EVAL_SEEDS = {"valid": 1_000_003, "test": 2_000_003, "train": 3_000_017}
 RECOMPUTE_SEED = 4_000_037  # offset of the generator that draws batches for re-estimating BN statistics
@@ -54,16 +56,22 @@ class NonFiniteWarning(RuntimeWarning):
     """A training step had a NaN or infinite loss or gradient and was skipped."""
 
 
+class ResumeWarning(UserWarning):
+    """Something of a checkpoint could not carry over to the resumed run (e.g. another optimiser's state)."""
+
+
 @dataclass
 class FitResult:
     """How a :meth:`Trainer.fit` ended.
 
     Attributes:
         step: the last completed step.
-        reason: ``"finished"`` (all steps done) or ``"early_stopping"``.
+        reason: ``"finished"`` (all steps done), ``"early_stopping"`` or ``"interrupted"`` (a signal; a
+            checkpoint of the last step was written and ``--resume`` continues exactly).
         best: best validation value of the early-stopping metric at the final curriculum stage.
         best_step: the step at which it was reached.
         last: the last metrics record.
+        signal: the signal's number when interrupted, else None.
     """
 
     step: int
@@ -71,6 +79,7 @@ class FitResult:
     best: float | None
     best_step: int | None
     last: dict[str, Any] = field(default_factory=dict)
+    signal: int | None = None
 
 
 def lower_is_better(metric: str, task: Task) -> bool:
@@ -137,6 +146,8 @@ class Trainer:
         self.last_record: dict[str, Any] = {}
         self._loss_sum = 0.0
         self._loss_count = 0
+        self._log_sum, self._log_count = 0.0, 0  # losses since the last logging step
+        self._train_curve: list[list[float]] = []  # [step, mean loss over the log interval] since the last eval
         self._log: MetricsLog | None = None
         self._grad_norm = float("nan")
 
@@ -175,9 +186,13 @@ class Trainer:
         cfg = self.config
         lr = lr_at(self.step, cfg)
         set_lr(self.optimizer, lr)
+        if self.curriculum is not None and self.curriculum.at_step(self.step, cfg.steps):
+            self.best, self.best_step, self.evals_since_best = None, None, 0  # a new stage, as after observe
         batch = self.task.sample(cfg.batch_size, self.generator, "train").to(self.device)
         self.net.train()
         state = self._carried_state(batch, self.carry) if self.task.stateful else None
+        if state is None and cfg.initial_state_noise > 0:
+            state = noisy_initial_state(self.model, batch.x, cfg.initial_state_noise, self.generator)
         with_states = bool(getattr(self.extra_loss, "needs_states", False))
         logits, new_state, states = self._forward(self.net, batch, state, with_states)
         loss = self.task.loss(logits, batch)
@@ -279,15 +294,16 @@ class Trainer:
         The batches come from their own generator (seeded by the run seed and the step), so the
         training stream and exact resume are unaffected.
         """
-        from mnemonet.models.bn_lstm import recompute_statistics
-
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed + RECOMPUTE_SEED + self.step)
         batches = (
             self.task.sample(cfg.batch_size, gen, "train").to(self.device) for _ in range(cfg.recompute_statistics)
         )
+        reestimate = getattr(self.model, "reestimate_statistics", None)  # the protocol: any model may offer it
         try:
-            recompute_statistics(self.model, batches)
+            if reestimate is None:
+                raise ValueError(f"model: expected a model with reestimate_statistics, got {type(self.model).__name__}")
+            reestimate(batches)
         except ValueError as err:
             raise ConfigError(f"trainer.recompute_statistics: {err} (set it to 0 for this model)") from None
 
@@ -296,6 +312,9 @@ class Trainer:
         record: dict[str, Any] = {"step": self.step, "lr": lr_at(self.step - 1, self.config)}
         if self._loss_count:
             record["train_loss"] = self._loss_sum / self._loss_count
+        if self._train_curve:
+            record["train_curve"] = self._train_curve
+            self._train_curve = []
         record.update({f"valid_{k}": v for k, v in metrics.items()})
         stage_text = None
         if self.curriculum is not None:
@@ -338,22 +357,37 @@ class Trainer:
     # the loop
     # ------------------------------------------------------------------------------------------
 
-    def fit(self, log: MetricsLog | None = None) -> FitResult:
+    def fit(self, log: MetricsLog | None = None, handle_signals: bool = False) -> FitResult:
         """Train until ``config.steps`` (or early stopping), evaluating, logging and checkpointing.
+
+        Checkpoints are written every ``checkpoint_every`` steps, at the end, and, with
+        ``checkpoint_minutes``, whenever that much time has passed since the last one.
 
         Args:
             log: where metrics go (``metrics.jsonl``, TensorBoard); None writes nothing.
+            handle_signals: catch SIGTERM / SIGINT (:class:`~mnemonet.training.signals.StopSignals`): the
+                first finishes the current step, writes a checkpoint and returns with reason
+                ``"interrupted"``; a second exits the process at once.
         """
         cfg = self.config
         self._log = log if self.is_main else None
         started = time.perf_counter()
         start_step = self.step
-        with Progress(cfg.steps, self.step, self.progress_mode, self.task.primary_metric) as progress:
+        interrupted = False
+        last_save = time.monotonic()
+        signals = StopSignals(handle_signals)
+        with signals, Progress(cfg.steps, self.step, self.progress_mode, self.task.primary_metric) as progress:
             while self.step < cfg.steps and self.stopped is None:
                 loss = self.train_step()
                 if math.isfinite(loss):
                     self._loss_sum += loss
                     self._loss_count += 1
+                    self._log_sum += loss
+                    self._log_count += 1
+                if self.step % cfg.log_every == 0:
+                    if self._log_count:  # the training curve at the logging interval, in metrics.jsonl
+                        self._train_curve.append([self.step, self._log_sum / self._log_count])
+                    self._log_sum, self._log_count = 0.0, 0
                 if self._log is not None and self.step % cfg.log_every == 0:
                     self._log.scalar("train/loss_step", loss, self.step)
                     self._log.scalar("train/lr", lr_at(self.step - 1, cfg), self.step)
@@ -363,8 +397,22 @@ class Trainer:
                 progress.step(self.step, loss)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     self._evaluate_and_record(progress)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or self.stopped:
+                interrupted = self._agree(signals.requested)
+                due = cfg.checkpoint_minutes is not None and self._agree(
+                    time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes
+                )
+                if (
+                    self.step % cfg.checkpoint_every == 0
+                    or self.step == cfg.steps
+                    or self.stopped
+                    or interrupted
+                    or due
+                ):
                     self.save()
+                    last_save = time.monotonic()
+                if interrupted:
+                    progress.message(f"stopped by {signals.name or 'a signal'} at step {self.step}; checkpoint written")
+                    break
             if self.stopped == "early_stopping":
                 progress.message(
                     f"early stopping at step {self.step}: {self.metric} has not improved for "
@@ -372,7 +420,16 @@ class Trainer:
                 )
         if self._log is not None:
             self._log.flush()
+        if interrupted:
+            signum = signals.signum or int(SIGNALS[-1])  # a rank that got none stops with its peers (SIGTERM)
+            return FitResult(self.step, "interrupted", self.best, self.best_step, self.last_record, signum)
         return FitResult(self.step, self.stopped or "finished", self.best, self.best_step, self.last_record)
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any rank (the flag itself without DDP)."""
+        if not distributed.active():
+            return flag
+        return not distributed.all_true(not flag, self._comm_device)
 
     # ------------------------------------------------------------------------------------------
     # checkpoints
@@ -402,11 +459,15 @@ class Trainer:
             "bad_steps": self.bad_steps,
             "loss_sum": self._loss_sum,
             "loss_count": self._loss_count,
+            "log_sum": self._log_sum,
+            "log_count": self._log_count,
+            "train_curve": self._train_curve,
             "best": self.best,
             "best_step": self.best_step,
             "evals_since_best": self.evals_since_best,
             "metric": self.metric,
             "last_record": self.last_record,
+            "optimizer_name": self.config.optimizer,
             "optimizer": pack(self.optimizer.state_dict(), "optimizer", tensors),
             "rng": pack(rng, "rng", tensors),
             "carry": None if carry is None else pack(carry, "carry", tensors),
@@ -425,6 +486,29 @@ class Trainer:
         path = save_checkpoint(self.checkpoint_dir, checkpoint_name(self.step), tensors, state)
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
         return path
+
+    def _load_optimizer(self, saved: dict[str, Any], saved_name: str | None, path: str | Path) -> None:
+        """Load the optimiser's state when it can carry over; the config's hyper-parameters win either way.
+
+        The state of another optimiser (``--set trainer.optimizer=...`` on resume) cannot carry over: it is
+        dropped with a warning and the new optimiser starts fresh. Hyper-parameters (momentum, weight decay,
+        betas, ...) come from the config, so a ``--set`` of one on resume takes effect.
+        """
+        fresh = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        groups = saved.get("param_groups", [])
+        same_keys = all(set(g) - {"params"} == set(f) for g, f in zip(groups, fresh, strict=False))
+        compatible = saved_name == self.config.optimizer if saved_name is not None else same_keys
+        if not compatible or len(groups) != len(fresh):
+            warnings.warn(
+                f"{path}: optimiser state of {saved_name or 'another optimiser'} dropped: it cannot carry over to "
+                f"trainer.optimizer={self.config.optimizer}, which starts with a fresh state",
+                ResumeWarning,
+                stacklevel=3,
+            )
+            return
+        self.optimizer.load_state_dict(saved)
+        for group, hyper in zip(self.optimizer.param_groups, fresh, strict=True):
+            group.update(hyper)
 
     def _save_best(self) -> None:
         if not self.is_main or self.checkpoint_dir is None:
@@ -453,7 +537,7 @@ class Trainer:
         tensors, state = load_checkpoint(path)
         try:
             load_model_tensors(self.model, tensors, path)
-            self.optimizer.load_state_dict(unpack(state["optimizer"], tensors))
+            self._load_optimizer(unpack(state["optimizer"], tensors), state.get("optimizer_name"), path)
             rng = unpack(state["rng"], tensors)
             same_world = int(state.get("world_size", 1)) == self.world_size
             if same_world:
@@ -486,11 +570,39 @@ class Trainer:
         self.bad_steps = int(state.get("bad_steps", 0))
         self._loss_sum = float(state.get("loss_sum", 0.0))
         self._loss_count = int(state.get("loss_count", 0))
+        self._log_sum = float(state.get("log_sum", 0.0))
+        self._log_count = int(state.get("log_count", 0))
+        self._train_curve = [[int(s), float(v)] for s, v in state.get("train_curve", [])]
         self.best = state.get("best")
         self.best_step = state.get("best_step")
         self.evals_since_best = int(state.get("evals_since_best", 0))
         self.last_record = dict(state.get("last_record") or {})
         return self.step
+
+
+def noisy_initial_state(model: nn.Module, x: Tensor, std: float, generator: torch.Generator) -> Any:
+    """The model's initial state for batch ``x`` with N(0, std²) noise added to every floating-point tensor.
+
+    Cooijmans et al. (2017), section 5.1: on sequential MNIST the first ~100 pixels are the same for every
+    image, so with h0 = 0 each batch-normalised term of the first steps has zero variance across the
+    batch; noise on the initial state gives it some, and gradients stay finite. The noise is drawn from
+    the training ``generator`` (checkpointed), so a resumed run draws the same noise.
+
+    Args:
+        model: a model with ``initial_state(batch_size, device, dtype)``.
+        x: the batch `[B, T, D]` (its size, device and dtype size the state).
+        std: the noise's standard deviation.
+        generator: the CPU generator to draw from.
+    """
+    state = model.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+
+    def add_noise(t: Tensor) -> Tensor:
+        if not t.is_floating_point():
+            return t
+        noise = torch.randn(t.shape, generator=generator, dtype=t.dtype)
+        return t + std * noise.to(t.device)
+
+    return st.tree_map(add_noise, state)
 
 
 def load_model_tensors(model: nn.Module, tensors: dict[str, Tensor], path: str | Path = "checkpoint") -> None:
@@ -517,5 +629,5 @@ def load_model_tensors(model: nn.Module, tensors: dict[str, Tensor], path: str |
     model.load_state_dict(weights)
 
 
-__all__ = ["EVAL_SEEDS", "FitResult", "NonFiniteWarning", "Trainer", "TrainingError", "load_model_tensors",
-           "lower_is_better"]  # fmt: skip
+__all__ = ["EVAL_SEEDS", "FitResult", "NonFiniteWarning", "ResumeWarning", "Trainer", "TrainingError",
+           "load_model_tensors", "lower_is_better", "noisy_initial_state"]  # fmt: skip

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from dnc_access_reference import B, D, N, R, W, flat, random_state
+from mnemonet.kernels.dnc_access import FusedAccessStep
 from mnemonet.models.dnc import addressing as A
 from mnemonet.models.dnc.access import (
     AccessState,
@@ -12,26 +14,7 @@ from mnemonet.models.dnc.access import (
     access_step,
     initial_access_state,
 )
-from mnemonet.models.dnc.fused import FusedAccessStep
 from mnemonet.models.dnc.interface import interface_size, split_interface
-
-D = torch.float64
-B, N, W, R = 3, 6, 4, 2
-
-
-def random_state(hw=1, dtype=D):
-    L = torch.rand(B, hw, N, N, dtype=dtype) / N * (1 - torch.eye(N, dtype=dtype))
-    return AccessState(
-        torch.randn(B, N, W, dtype=dtype),
-        torch.rand(B, N, dtype=dtype),
-        LinkState(L, torch.softmax(torch.randn(B, hw, N, dtype=dtype), -1) * 0.9),
-        torch.softmax(torch.randn(B, R, N, dtype=dtype), -1),
-        torch.softmax(torch.randn(B, hw, N, dtype=dtype), -1) * 0.8,
-    )
-
-
-def flat(state):
-    return [state.memory, state.usage, state.link[0], state.link[-1], state.read_weights, state.write_weights]
 
 
 def test_interface_size_is_the_papers():
@@ -62,27 +45,6 @@ def test_split_interface_applies_the_papers_nonlinearities():
 def test_split_interface_rejects_wrong_size():
     with pytest.raises(ValueError, match="xi"):
         split_interface(torch.randn(B, 7), W, R)
-
-
-def test_fused_step_equals_composed_step_values_and_gradients():
-    xi = torch.randn(B, interface_size(W, R), dtype=D, requires_grad=True)
-    leaves = [t.requires_grad_() for t in flat(random_state())]
-
-    def composed(xi, M, u, L, p, wr, ww):
-        r, s, _ = access_step(split_interface(xi, W, R), AccessState(M, u, LinkState(L, p), wr, ww))
-        return (r, *flat(s))
-
-    def fused(xi, M, u, L, p, wr, ww):
-        return FusedAccessStep.apply(xi, M, u, L, p, wr, ww, R, W)[:7]
-
-    out_c, out_f = composed(xi, *leaves), fused(xi, *leaves)
-    weights = [torch.randn_like(o) for o in out_c]
-    grads_c = torch.autograd.grad(sum((o * w).sum() for o, w in zip(out_c, weights, strict=True)), [xi, *leaves])
-    grads_f = torch.autograd.grad(sum((o * w).sum() for o, w in zip(out_f, weights, strict=True)), [xi, *leaves])
-    for a, b in zip(out_c, out_f, strict=True):
-        torch.testing.assert_close(a, b)
-    for a, b in zip(grads_c, grads_f, strict=True):
-        torch.testing.assert_close(a, b)
 
 
 def test_gradcheck_whole_access_step_fused_and_composed():
@@ -169,7 +131,7 @@ def test_options_change_the_step_and_are_off_by_default():
 
 
 def test_sparse_option_keeps_n_k_memory():
-    acc = MemoryAccess(5, 32, W, R, sparse_links=4)
+    acc = MemoryAccess(5, 32, W, R, link_top_k=4)
     st = acc.initial_state(2)
     assert isinstance(st.link, SparseLinkState) and st.link.values.shape == (2, 1, 32, 4)
     h = torch.randn(2, 5)
@@ -183,66 +145,5 @@ def test_initial_state_shapes_and_bad_arguments():
     assert s.memory.shape == (2, N, W) and s.link.link.shape == (2, 2, N, N) and s.write_weights.shape == (2, 2, N)
     with pytest.raises(ValueError, match="memory_size"):
         MemoryAccess(4, 0, W, R)
-    with pytest.raises(ValueError, match="sparse_links"):
-        MemoryAccess(4, N, W, R, sparse_links=-1)
-
-
-def test_backward_never_modifies_caller_gradients():
-    access = MemoryAccess(5, N, W, R)
-    assert access.uses_fused_step
-    state = random_state(dtype=torch.float32)
-    h = torch.randn(B, 5, requires_grad=True)
-    for _ in range(3):
-        r, state, _ = access(h, state)
-    g_mem, g_link = torch.randn_like(state.memory), torch.randn_like(state.link.link)
-    keep = g_mem.clone(), g_link.clone()
-    torch.autograd.backward([r, state.memory, state.link.link], [torch.ones_like(r), g_mem, g_link])
-    torch.testing.assert_close((g_mem, g_link), keep)
-    assert torch.isfinite(h.grad).all()
-
-
-def test_shared_gradients_are_not_corrupted_by_in_place_accumulation():
-    # memory of step 2 is (step-1 memory) + (a leaf): autograd hands one gradient tensor to both inputs
-    torch.manual_seed(1)
-    access = MemoryAccess(5, N, W, R).double()
-    h = torch.randn(B, 5, dtype=D)
-    extra = torch.randn(B, N, W, dtype=D, requires_grad=True)
-
-    def run(step):
-        state = random_state()
-        _, s1 = step(h, state)
-        s1 = s1._replace(memory=s1.memory + extra)
-        r2, s2 = step(h, s1)
-        _, s3 = step(h, s2)
-        return (r2.sum() + s3.memory.square().sum() + s3.link.link.sum()), extra
-
-    def fused(h, s):
-        return access(h, s)[:2]
-
-    def composed(h, s):
-        r, new, _ = access_step(split_interface(access.interface(h), W, R), s)
-        return r, new
-
-    torch.manual_seed(2)
-    loss_f, _ = run(fused)
-    g_f = torch.autograd.grad(loss_f, [extra, *access.parameters()])
-    torch.manual_seed(2)
-    loss_c, _ = run(composed)
-    g_c = torch.autograd.grad(loss_c, [extra, *access.parameters()])
-    for a, b in zip(g_f, g_c, strict=True):
-        torch.testing.assert_close(a, b)
-
-
-def test_fused_step_breaks_usage_ties_like_the_composed_step():
-    R, W, N = 2, 3, 6
-    g = torch.Generator().manual_seed(3)
-    xi = torch.randn(2, interface_size(W, R), generator=g, dtype=torch.float64)
-    state = initial_access_state(2, N, W, R, dtype=torch.float64)  # every usage 0: all slots tie
-    state = state._replace(usage=torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0, 0.9]] * 2, dtype=torch.float64))
-    fused = FusedAccessStep.apply(
-        xi, state.memory, state.usage, state.link.link, state.link.precedence, state.read_weights,
-        state.write_weights, R, W,
-    )  # fmt: skip
-    _, composed, info = access_step(split_interface(xi, W, R), state)
-    torch.testing.assert_close(fused[7], info.allocation)
-    torch.testing.assert_close(fused[6], composed.write_weights)
+    with pytest.raises(ValueError, match="link_top_k"):
+        MemoryAccess(4, N, W, R, link_top_k=-1)

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from mnemonet.analysis.memory_maps import memory_panels, plot_memory_access
-from mnemonet.models.dnc import build_dnc, run_with_trace
+from mnemonet.models.dnc import Trace, build_dnc
+
+
+def run_with_trace(model, x, state=None, lengths=None):
+    """A DNC's output, final state and memory trace (``model.trace`` as a ``Trace``)."""
+    y, final, traces = model.trace(x, state, lengths=lengths)
+    return y, final, Trace(**traces)
 
 
 def test_plot_memory_access_renders_png(tmp_path):

@@ -2,11 +2,13 @@
 
 ``build("dnc", input_size, output_size, hidden_size, memory_size, word_size, num_reads, ...)`` returns a
 ``Recurrent`` around a :class:`DNCCell`. The equations live in :mod:`.addressing` (dense) and
-:mod:`.sparse_link`; :mod:`.access` composes them into one memory step; :mod:`.trace` records a run.
-The paper's configuration runs a whole sequence as one autograd node (:mod:`.sequence`), which keeps a
-few per-step buffers for later calls; :func:`release_workspaces` frees them.
+:mod:`.sparse_link`; :mod:`.access` composes them into one memory step; :mod:`.trace` names what
+``model.trace(x)`` records. With kernels enabled the paper's configuration runs a whole sequence as one
+autograd node (``mnemonet.kernels.dnc_sequence``), which keeps a few per-step buffers for later calls;
+:func:`release_workspaces` frees them.
 """
 
+from mnemonet.kernels.dnc_sequence import release_workspaces
 from mnemonet.models.dnc import addressing
 from mnemonet.models.dnc.access import (
     AccessInfo,
@@ -18,12 +20,12 @@ from mnemonet.models.dnc.access import (
     initial_access_state,
 )
 from mnemonet.models.dnc.cell import DNCCell, DNCState, build_dnc
+from mnemonet.models.dnc.conventions import REFERENCES, from_deepmind_layout
 from mnemonet.models.dnc.interface import Interface, interface_size, split_interface
-from mnemonet.models.dnc.sequence import release_workspaces
-from mnemonet.models.dnc.trace import Trace, run_with_trace, stack_trace
+from mnemonet.models.dnc.trace import Trace
 
 __all__ = [
-    "AccessInfo", "AccessState", "DNCCell", "DNCState", "Interface", "LinkState", "MemoryAccess",
-    "SparseLinkState", "Trace", "access_step", "addressing", "build_dnc", "initial_access_state",
-    "interface_size", "release_workspaces", "run_with_trace", "split_interface", "stack_trace",
+    "REFERENCES", "AccessInfo", "AccessState", "DNCCell", "DNCState", "Interface", "LinkState", "MemoryAccess",
+    "SparseLinkState", "Trace", "access_step", "addressing", "build_dnc", "from_deepmind_layout",
+    "initial_access_state", "interface_size", "release_workspaces", "split_interface",
 ]  # fmt: skip

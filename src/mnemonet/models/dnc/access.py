@@ -4,9 +4,9 @@
 previous :class:`AccessState` (Graves et al. 2016, Methods, in the paper's order: usage from free gates,
 allocation, write weighting, erase and write, link and precedence, then read weightings and read vectors).
 :class:`MemoryAccess` adds the only parameters: the projection of the controller output onto ξ_t. In the
-paper's configuration (one write head, dense link, no options) it runs the same step as one autograd node
-with a hand-written backward (``fused.FusedAccessStep``, tested against :func:`access_step`); otherwise it
-runs :func:`access_step`.
+paper's configuration (one write head, dense link, no options) and with kernels enabled it runs the same
+step as one autograd node with a hand-written backward (``kernels.dnc_access.FusedAccessStep``, tested
+against :func:`access_step`); otherwise it runs :func:`access_step`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mnemonet._checks import check_positive
+from mnemonet import kernels
+from mnemonet._checks import check_choice, check_positive
+from mnemonet.kernels.dnc_access import FusedAccessStep
 from mnemonet.models.dnc import addressing as A
-from mnemonet.models.dnc.fused import FusedAccessStep
-from mnemonet.models.dnc.interface import Interface, interface_size, split_interface
+from mnemonet.models.dnc.interface import STRENGTHS, Interface, interface_size, split_interface
 from mnemonet.models.dnc.sparse_link import sparse_directional_weights, sparse_link
 
 
@@ -90,7 +91,7 @@ def initial_access_state(
     word_size: int,
     num_reads: int,
     num_writes: int = 1,
-    sparse_links: int | None = None,
+    link_top_k: int | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> AccessState:
@@ -100,16 +101,20 @@ def initial_access_state(
     def z(*shape: int) -> Tensor:
         return torch.zeros(*shape, device=device, dtype=dtype)
 
-    if sparse_links is None:
+    if link_top_k is None:
         link: LinkState | SparseLinkState = LinkState(z(B, Hw, N, N), z(B, Hw, N))
     else:
-        K = min(sparse_links, N)
+        K = min(link_top_k, N)
         link = SparseLinkState(z(B, Hw, N, K), z(B, Hw, N, K), z(B, Hw, N))
     return AccessState(z(B, N, W), z(B, N), link, z(B, R, N), z(B, Hw, N))
 
 
 def access_step(
-    iface: Interface, state: AccessState, deallocation: bool = False
+    iface: Interface,
+    state: AccessState,
+    deallocation: bool = False,
+    usage_write_gradient: bool = True,
+    outer_eps: bool = False,
 ) -> tuple[Tensor, AccessState, AccessInfo]:
     """One memory step: write with the interface's write heads, then read with its read heads.
 
@@ -122,14 +127,19 @@ def access_step(
         iface: this step's controls (:func:`~mnemonet.models.dnc.interface.split_interface`).
         state: the previous access state.
         deallocation: also erase freed slots' content (Csordás & Schmidhuber 2019).
+        usage_write_gradient: False stops the gradient from u_t into w^w_{t−1} (deepmind/dnc; see
+            :func:`~mnemonet.models.dnc.addressing.usage`).
+        outer_eps: deepmind/dnc's ε on the norm product of the cosine similarity.
 
     Returns:
         (read vectors r_t `[B, R, W]`, the new :class:`AccessState`, the step's :class:`AccessInfo`).
     """
     memory, prev_usage, link_state, prev_read, prev_write = state
     psi = A.retention(iface.free_gates, prev_read)  # ψ_t, (B, N)
-    usage = A.usage(prev_usage, prev_write, psi)  # u_t, (B, N)
-    write_content = A.content_weights(memory, iface.write_keys, iface.write_strengths, iface.write_masks)
+    usage = A.usage(prev_usage, prev_write, psi, usage_write_gradient)  # u_t, (B, N)
+    write_content = A.content_weights(
+        memory, iface.write_keys, iface.write_strengths, iface.write_masks, outer_eps=outer_eps
+    )
     alloc = A.write_allocations(usage, iface.allocation_gates * iface.write_gates)  # a_t, (B, Hw, N)
     write = A.write_weights(alloc, write_content, iface.allocation_gates, iface.write_gates)  # w^w_t
     memory = A.erase_and_write(
@@ -150,7 +160,9 @@ def access_step(
         forward = A.sharpen(forward, iface.forward_sharpness.unsqueeze(1))
         backward = A.sharpen(backward, iface.backward_sharpness.unsqueeze(1))
 
-    read_content = A.content_weights(memory, iface.read_keys, iface.read_strengths, iface.read_masks)
+    read_content = A.content_weights(
+        memory, iface.read_keys, iface.read_strengths, iface.read_masks, outer_eps=outer_eps
+    )
     read = A.read_weights(iface.read_modes, read_content, forward, backward)  # w^r_t, (B, R, N)
     read_vectors = A.read_vectors(memory, read)  # r_t, (B, R, W)
     info = AccessInfo(
@@ -171,7 +183,14 @@ class MemoryAccess(nn.Module):
         key_masking: masked content addressing (Csordás & Schmidhuber 2019).
         deallocation: freed slots lose their content (Csordás & Schmidhuber 2019).
         link_sharpness: sharpness control of forward/backward weightings (Csordás & Schmidhuber 2019).
-        sparse_links: K, keep K entries per row of the link matrix (memory N·K), or None for the dense N × N.
+        link_top_k: K, keep the K largest entries per row of the dense link update (memory N·K), or None for
+            the dense N × N (see ``sparse_link``; exact for K ≥ N, not Rae et al. 2016's sparse link).
+        usage_write_gradient: gradient from the usage into the previous write weights (the paper's equations:
+            True; deepmind/dnc: False).
+        outer_eps: deepmind/dnc's ε on the norm product of the cosine similarity (the paper: False).
+        strength: key-strength map, ``"oneplus"`` (the paper) or ``"softplus"`` (deepmind/dnc).
+
+    Only the paper's choices (the defaults) have a fused kernel; other choices run the readable equations.
     """
 
     def __init__(
@@ -184,9 +203,13 @@ class MemoryAccess(nn.Module):
         key_masking: bool = False,
         deallocation: bool = False,
         link_sharpness: bool = False,
-        sparse_links: int | None = None,
+        link_top_k: int | None = None,
+        usage_write_gradient: bool = True,
+        outer_eps: bool = False,
+        strength: str = "oneplus",
     ) -> None:
         super().__init__()
+        check_choice(strength, "strength", list(STRENGTHS))
         for value, name in [
             (input_size, "input_size"),
             (memory_size, "memory_size"),
@@ -195,8 +218,8 @@ class MemoryAccess(nn.Module):
             (num_writes, "num_writes"),
         ]:
             check_positive(value, name)
-        if sparse_links is not None:
-            check_positive(sparse_links, "sparse_links")
+        if link_top_k is not None:
+            check_positive(link_top_k, "link_top_k")
         self.input_size = input_size
         self.memory_size = memory_size
         self.word_size = word_size
@@ -205,7 +228,10 @@ class MemoryAccess(nn.Module):
         self.key_masking = key_masking
         self.deallocation = deallocation
         self.link_sharpness = link_sharpness
-        self.sparse_links = sparse_links
+        self.link_top_k = link_top_k
+        self.usage_write_gradient = usage_write_gradient
+        self.outer_eps = outer_eps
+        self.strength = strength
         self.interface = nn.Linear(
             input_size, interface_size(word_size, num_reads, num_writes, key_masking, link_sharpness)
         )
@@ -218,8 +244,14 @@ class MemoryAccess(nn.Module):
         if self.num_writes != 1:
             parts.append(f"num_writes={self.num_writes}")
         parts += [name for name in ("key_masking", "deallocation", "link_sharpness") if getattr(self, name)]
-        if self.sparse_links is not None:
-            parts.append(f"sparse_links={self.sparse_links}")
+        if self.link_top_k is not None:
+            parts.append(f"link_top_k={self.link_top_k}")
+        if not self.usage_write_gradient:
+            parts.append("usage_write_gradient=False")
+        if self.outer_eps:
+            parts.append("outer_eps=True")
+        if self.strength != "oneplus":
+            parts.append(f"strength={self.strength!r}")
         return ", ".join(parts)
 
     def initial_state(
@@ -232,24 +264,30 @@ class MemoryAccess(nn.Module):
             self.word_size,
             self.num_reads,
             self.num_writes,
-            self.sparse_links,
+            self.link_top_k,
             device=device or self.interface.weight.device,
             dtype=dtype or self.interface.weight.dtype,
         )
 
     def split(self, h: Tensor) -> Interface:
         """ξ_t = W_ξ h_t split into the step's controls: `[B, input_size]` -> :class:`Interface`."""
+        return self._split(self.interface(h))
+
+    def _split(self, xi: Tensor) -> Interface:
         return split_interface(
-            self.interface(h), self.word_size, self.num_reads, self.num_writes, self.key_masking, self.link_sharpness
+            xi, self.word_size, self.num_reads, self.num_writes, self.key_masking, self.link_sharpness, self.strength
         )
 
     @property
     def uses_fused_step(self) -> bool:
-        """Whether steps run as one fused autograd node (the paper's configuration; see ``fused``)."""
+        """Whether steps may run as one fused autograd node (the paper's configuration; ``kernels.dnc_access``)."""
         return (
             self.num_writes == 1
-            and self.sparse_links is None
+            and self.link_top_k is None
             and not (self.key_masking or self.deallocation or self.link_sharpness)
+            and self.usage_write_gradient
+            and not self.outer_eps
+            and self.strength == "oneplus"
         )
 
     def forward(
@@ -266,17 +304,16 @@ class MemoryAccess(nn.Module):
             state: previous :class:`AccessState`.
             with_info: also return the step's :class:`AccessInfo` (else None).
             projection: computes ξ_t as ``projection(h, bias)`` with this module's weight (a
-                ``deferred.TimeShared`` over it, used by ``DNCCell.sequence``), or None for ``self.interface``.
+                ``kernels.time_shared.TimeShared`` over it, from ``DNCCell.prepare``), or None for ``self.interface``.
 
         Returns:
             (read vectors `[B, R, W]`, new state, step info or None).
         """
         xi = self.interface(h) if projection is None else projection(h, self.interface.bias)
-        if not self.uses_fused_step:
-            iface = split_interface(
-                xi, self.word_size, self.num_reads, self.num_writes, self.key_masking, self.link_sharpness
+        if not (kernels.is_enabled() and self.uses_fused_step):
+            r, new, info = access_step(
+                self._split(xi), state, self.deallocation, self.usage_write_gradient, self.outer_eps
             )
-            r, new, info = access_step(iface, state, self.deallocation)
             return r, new, info if with_info else None
         link = state.link
         r, M, u, L, p, wr, ww, alloc = FusedAccessStep.apply(

@@ -25,8 +25,13 @@ def oneplus(x: Tensor) -> Tensor:
     return 1.0 + F.softplus(x)
 
 
-def cosine_similarity(memory: Tensor, keys: Tensor, masks: Tensor | None = None, eps: float = EPSILON) -> Tensor:
+def cosine_similarity(
+    memory: Tensor, keys: Tensor, masks: Tensor | None = None, eps: float = EPSILON, outer_eps: bool = False
+) -> Tensor:
     """D(k, M[i]) = k·M[i] / (|k| |M[i]|) for every head and slot; zero rows and zero keys give 0.
+
+    The norms are |x|_ε = sqrt(|x|² + ε). With ``outer_eps`` (deepmind/dnc's ``CosineWeights``) the quotient
+    also gets ε added to its denominator, D = k·M[i] / (|k|_ε |M[i]|_ε + ε); the paper has no ε at all.
 
     With ``masks`` (Csordás & Schmidhuber 2019, "masked content-based addressing"), both the key and
     every memory row are multiplied elementwise by the head's mask m before the comparison:
@@ -37,6 +42,7 @@ def cosine_similarity(memory: Tensor, keys: Tensor, masks: Tensor | None = None,
         keys: k, `[B, H, W]` one key per head.
         masks: m, `[B, H, W]` values in [0, 1], or None.
         eps: added under each square root, so a zero norm gives similarity 0 and finite gradients.
+        outer_eps: also add ``eps`` to the product of the norms (deepmind/dnc).
 
     Returns:
         `[B, H, N]` similarities in [-1, 1].
@@ -50,11 +56,17 @@ def cosine_similarity(memory: Tensor, keys: Tensor, masks: Tensor | None = None,
         dot = torch.matmul(keys * m2, memory.transpose(1, 2))  # (B, H, N): Σ_w k_w m_w² M_iw
         key_norm = torch.sqrt((keys * masks).square().sum(-1, keepdim=True) + eps)  # (B, H, 1)
         mem_norm = torch.sqrt(torch.matmul(m2, memory.square().transpose(1, 2)) + eps)  # (B, H, N)
-    return dot / (key_norm * mem_norm)
+    norm = key_norm * mem_norm
+    return dot / (norm + eps if outer_eps else norm)
 
 
 def content_weights(
-    memory: Tensor, keys: Tensor, strengths: Tensor, masks: Tensor | None = None, eps: float = EPSILON
+    memory: Tensor,
+    keys: Tensor,
+    strengths: Tensor,
+    masks: Tensor | None = None,
+    eps: float = EPSILON,
+    outer_eps: bool = False,
 ) -> Tensor:
     """Content-based addressing C(M, k, β)[i] = exp(β D(k, M[i])) / Σ_j exp(β D(k, M[j])) (Methods, eq. of C).
 
@@ -63,11 +75,12 @@ def content_weights(
         keys: k, `[B, H, W]`.
         strengths: β ≥ 1, `[B, H]`.
         masks: optional key/content masks `[B, H, W]` (see :func:`cosine_similarity`).
+        outer_eps: deepmind/dnc's ε on the product of the norms (see :func:`cosine_similarity`).
 
     Returns:
         `[B, H, N]` weightings, each row a distribution over the N slots.
     """
-    sim = cosine_similarity(memory, keys, masks, eps)
+    sim = cosine_similarity(memory, keys, masks, eps, outer_eps)
     return torch.softmax(sim * strengths.unsqueeze(-1), dim=-1)
 
 
@@ -84,7 +97,7 @@ def retention(free_gates: Tensor, prev_read_weights: Tensor) -> Tensor:
     return torch.prod(1.0 - free_gates.unsqueeze(-1) * prev_read_weights, dim=1)
 
 
-def usage(prev_usage: Tensor, prev_write_weights: Tensor, psi: Tensor) -> Tensor:
+def usage(prev_usage: Tensor, prev_write_weights: Tensor, psi: Tensor, write_gradient: bool = True) -> Tensor:
     """Usage vector u_t = (u_{t−1} + w^w_{t−1} − u_{t−1} ⊙ w^w_{t−1}) ⊙ ψ_t.
 
     With several write heads their joint write weighting is 1 − Π_j (1 − w^{w,j}) (deepmind/dnc).
@@ -93,10 +106,15 @@ def usage(prev_usage: Tensor, prev_write_weights: Tensor, psi: Tensor) -> Tensor
         prev_usage: u_{t−1}, `[B, N]`.
         prev_write_weights: w^w_{t−1}, `[B, Hw, N]`.
         psi: ψ_t from :func:`retention`, `[B, N]`.
+        write_gradient: let the gradient flow from u_t into w^w_{t−1} (the paper's equation is silent; True).
+            False stops it there, as deepmind/dnc's ``Freeness`` and Csordás & Schmidhuber's code do; the
+            gradient into u_{t−1} and ψ_t flows either way.
 
     Returns:
         u_t, `[B, N]` in [0, 1].
     """
+    if not write_gradient:
+        prev_write_weights = prev_write_weights.detach()
     if prev_write_weights.shape[1] == 1:
         w = prev_write_weights[:, 0]
     else:

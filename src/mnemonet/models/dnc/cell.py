@@ -9,25 +9,54 @@ trajectories.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnemonet import kernels
 from mnemonet._checks import check_choice, check_positive
-from mnemonet.models import state as st
+from mnemonet.kernels.dnc_sequence import DNCSequence
+from mnemonet.kernels.lstm_step import LSTMStep
+from mnemonet.kernels.time_shared import TimeShared
 from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.cells import GRUCell, LSTMCell, LSTMState, RNNCell
 from mnemonet.models.dnc.access import AccessInfo, AccessState, LinkState, MemoryAccess
-from mnemonet.models.dnc.deferred import TimeShared
-from mnemonet.models.dnc.fused_lstm import LSTMStep, lstm_weights
-from mnemonet.models.dnc.sequence import DNCSequence
-from mnemonet.models.recurrent import Recurrent, padding_mask
+from mnemonet.models.dnc.conventions import resolve_reference
+from mnemonet.models.recurrent import Recurrent, padding_mask, zero_padding
 from mnemonet.models.registry import register
+from mnemonet.models.state import tree_map
 
 State = Any
 CONTROLLERS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
+
+
+class _KernelInput(NamedTuple):
+    """A step's input for the ``"step"`` kernel: W_ih^(x) x_t + b `[B, 4H]` and the sequence's shared weights."""
+
+    pre: Tensor
+    recurrent: TimeShared
+    projection: TimeShared
+
+
+def lstm_weights(cell: LSTMCell, input_size: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Split an LSTMCell's parameters for a controller whose input is [x_t (input_size); r_{t−1}].
+
+    Returns:
+        (W_x `[4H, input_size]`, total bias `[4H]` or None, W_hr `[4H, H + R·W]` = [W_hh, W_ih^(r)], the
+        weight of [h_{t−1}; r_{t−1}]).
+    """
+    w_ih = cell.weight_ih
+    if not cell.has_bias:
+        bias = None
+    elif cell.single_bias:
+        bias = cell.bias
+    else:
+        bias = cell.bias_ih + cell.bias_hh
+    return w_ih[:, :input_size], bias, torch.cat([cell.weight_hh, w_ih[:, input_size:]], 1)
 
 
 class DNCState(NamedTuple):
@@ -56,10 +85,19 @@ class DNCCell(Cell):
         key_masking: masked content-based addressing (Csordás & Schmidhuber 2019).
         deallocation: free gates also erase the freed slots' content (Csordás & Schmidhuber 2019).
         link_sharpness: sharpness control of the forward/backward weightings (Csordás & Schmidhuber 2019).
-        sparse_links: K: keep the K largest entries per row of the link matrix, memory N·K instead of N².
+        link_top_k: K: keep the K largest entries per row of the dense link matrix, memory N·K instead of N²
+            (exact for K ≥ N; not the sparse link of Rae et al. 2016, which sparsifies the weightings).
+        reference: ``"paper"`` (default) or ``"deepmind"``: the defaults of the four choices below, where the
+            paper is silent (see :mod:`.conventions` and docs/dnc_differences.md).
+        usage_write_gradient: gradient from u_t into w^w_{t−1} (paper: True; deepmind/dnc stops it).
+        outer_eps: ε on the norm product of the cosine similarity (deepmind/dnc).
+        strength: key-strength map, ``"oneplus"`` (paper) or ``"softplus"`` (deepmind/dnc).
+        clip_value: clip the controller's output and state and the cell's output y_t to ±clip_value (deepmind/dnc's
+            ``clip_value``), or None. Each of these four is None by default: the reference's value.
 
-    Attributes:
-        tracing: None, or a list to which every step appends its :class:`AccessInfo` (see ``run_with_trace``).
+    The fused kernels cover the paper's choices; any other choice runs the readable equations.
+
+    ``model.trace(x)`` records the :class:`AccessInfo` fields of every step (``trace_step``).
     """
 
     def __init__(
@@ -75,9 +113,25 @@ class DNCCell(Cell):
         key_masking: bool = False,
         deallocation: bool = False,
         link_sharpness: bool = False,
-        sparse_links: int | None = None,
+        link_top_k: int | None = None,
+        reference: str = "paper",
+        usage_write_gradient: bool | None = None,
+        outer_eps: bool | None = None,
+        strength: str | None = None,
+        clip_value: float | None = None,
     ) -> None:
         super().__init__()
+        choices = resolve_reference(
+            reference,
+            usage_write_gradient=usage_write_gradient,
+            outer_eps=outer_eps,
+            strength=strength,
+            clip_value=clip_value,
+        )
+        self.reference = reference
+        self.clip_value = choices.pop("clip_value")
+        if self.clip_value is not None and not (math.isfinite(self.clip_value) and self.clip_value > 0):
+            raise ValueError(f"clip_value: expected a positive number or None, got {self.clip_value}")
         check_positive(input_size, "input_size")
         check_positive(output_size, "output_size")
         check_positive(word_size, "word_size")
@@ -115,13 +169,22 @@ class DNCCell(Cell):
             key_masking=key_masking,
             deallocation=deallocation,
             link_sharpness=link_sharpness,
-            sparse_links=sparse_links,
+            link_top_k=link_top_k,
+            **choices,
         )
         self.output = nn.Linear(self.hidden_size + num_reads * word_size, output_size)  # W_y [h_t; r_t]
-        self.tracing: list[AccessInfo] | None = None
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, output_size={self.output_size}"
+        parts = [f"input_size={self.input_size}, output_size={self.output_size}"]
+        if self.reference != "paper":
+            parts.append(f"reference={self.reference!r}")
+        if self.clip_value is not None:
+            parts.append(f"clip_value={self.clip_value}")
+        return ", ".join(parts)
+
+    def _clip(self, x: Tensor) -> Tensor:
+        """x clipped to ±clip_value (deepmind/dnc), or x itself without clipping."""
+        return x if self.clip_value is None else x.clamp(-self.clip_value, self.clip_value)
 
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -137,74 +200,71 @@ class DNCCell(Cell):
             torch.zeros(batch_size, a.num_reads, a.word_size, device=device, dtype=dtype),
         )
 
-    def _core(
-        self, x_t: Tensor, state: DNCState, t: int, mask: Tensor | None, projection: TimeShared | None = None
-    ) -> tuple[Tensor, DNCState]:
-        """Controller and memory for one step; returns h_t `[B, H]` and the new state (r_t inside)."""
-        B = x_t.shape[0]
-        ctrl_in = torch.cat([x_t, state.read_vectors.reshape(B, -1)], dim=-1)  # [x_t; r_{t−1}], (B, I + R·W)
-        if isinstance(self.controller, RecurrentModel):
-            h, ctrl_state = self.controller.step(ctrl_in, state.controller, t=t, mask=mask)
+    def kernel(self) -> str | None:
+        """Which kernel runs this cell's sequences (the one dispatch; None: the readable equations).
+
+        ``"sequence"``: the paper's configuration (a plain ``LSTMCell`` controller, ``access.uses_fused_step``)
+        runs a whole sequence as one autograd node (``kernels.dnc_sequence``); ``"step"``: each step's LSTM is
+        one fused node (``kernels.lstm_step``) and the interface and recurrent weights get their gradient once
+        per sequence (``kernels.time_shared``); None with kernels disabled or another controller (the memory
+        step itself may still be fused, see ``MemoryAccess``). ``type(...) is``: a subclass may change the
+        equations that the kernels hard-code.
+        """
+        if not kernels.is_enabled() or type(self.controller) is not LSTMCell or self.clip_value is not None:
+            return None
+        return "sequence" if self.access.uses_fused_step else "step"
+
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> Sequence[Any]:
+        """The steps' inputs: x_t, or with the ``"step"`` kernel W_ih^(x) x_t + b for all t in one matmul."""
+        if self.kernel() is None:
+            return x.unbind(1)  # T × (B, I)
+        w_x, bias, w_hr = lstm_weights(self.controller, self.input_size)
+        pre = F.linear(x, w_x, bias).unbind(1)  # W_ih^(x) x_t + b for all t, T × (B, 4H)
+        recurrent = TimeShared(w_hr)  # [W_hh, W_ih^(r)], gradient once per sequence
+        projection = TimeShared(self.access.interface.weight)  # ξ_t = W_ξ h_t + b, dW_ξ once per sequence
+        return [_KernelInput(p, recurrent, projection) for p in pre]
+
+    def _step(
+        self, p_t: Any, state: DNCState, t: int, mask: Tensor | None, with_info: bool
+    ) -> tuple[Tensor, DNCState, AccessInfo | None]:
+        """Controller, memory and output for one step from a prepared input."""
+        B = state.read_vectors.shape[0]
+        if isinstance(p_t, _KernelInput):
+            ctrl = state.controller
+            w = p_t.recurrent
+            h, c = LSTMStep.apply(p_t.pre, state.read_vectors, ctrl.h, ctrl.c, w.weight, w.record)
+            ctrl_state, projection = LSTMState(h, c), p_t.projection
         else:
-            h, ctrl_state = self.controller(ctrl_in, state.controller, t=t, mask=mask)
-        read_vectors, access, info = self.access(
-            h, state.access, with_info=self.tracing is not None, projection=projection
-        )
-        if self.tracing is not None and info is not None:
-            self.tracing.append(info)
-        return h, DNCState(ctrl_state, access, read_vectors)
+            ctrl_in = torch.cat([p_t, state.read_vectors.reshape(B, -1)], dim=-1)  # [x_t; r_{t−1}], (B, I + R·W)
+            if isinstance(self.controller, RecurrentModel):
+                h, ctrl_state = self.controller.step(ctrl_in, state.controller, t=t, mask=mask)
+            else:
+                h, ctrl_state = self.controller(ctrl_in, state.controller, t=t, mask=mask)
+            projection = None
+        if self.clip_value is not None:  # deepmind/dnc clips the controller's output and state
+            h, ctrl_state = self._clip(h), tree_map(self._clip, ctrl_state)
+        read_vectors, access, info = self.access(h, state.access, with_info=with_info, projection=projection)
+        y = self._clip(self.output(torch.cat([h, read_vectors.reshape(B, -1)], dim=-1)))  # W_y [h_t; r_t]
+        return y, DNCState(ctrl_state, access, read_vectors), info
+
+    def step(self, p_t: Any, state: DNCState, t: int = 0, mask: Tensor | None = None) -> tuple[Tensor, DNCState]:
+        """One step from ``prepare``'s item t."""
+        y, state, _ = self._step(p_t, state, t, mask, with_info=False)
+        return y, state
+
+    def trace_step(self, p_t, state, t=0, mask=None):
+        """``step`` plus the step's :class:`AccessInfo` fields (write/read weightings, usage, gates, modes)."""
+        y, state, info = self._step(p_t, state, t, mask, with_info=True)
+        return y, state, info._asdict()
 
     def forward(self, x_t: Tensor, state: DNCState, t: int = 0, mask: Tensor | None = None) -> tuple[Tensor, DNCState]:
         """One step (see the class docstring): `[B, input_size]` -> `[B, output_size]`."""
-        h, state = self._core(x_t, state, t, mask)
-        y = self.output(torch.cat([h, state.read_vectors.reshape(h.shape[0], -1)], dim=-1))  # W_y [h_t; r_t]
+        y, state, _ = self._step(x_t, state, t, mask, with_info=False)
         return y, state
 
     def sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState] | None:
-        """All steps of `[B, T, input_size]`: the same numbers as the step loop, faster.
-
-        W_y [h_t; r_t] is applied once to all steps; with an ``LSTMCell`` controller, W_ih x_t + b is too. In
-        the paper's configuration (``LSTMCell`` controller, ``access.uses_fused_step``) the whole sequence is
-        one autograd node (``sequence.DNCSequence``); otherwise each step's LSTM runs as one fused node
-        (``fused_lstm``) beside the memory step. Padded steps (past ``lengths``) keep the state and give zero
-        output, as in ``Recurrent``. With a trace on, returns None (``Recurrent`` then runs the step loop).
-        """
-        if self.tracing is not None:
-            return None
-        if type(self.controller) is LSTMCell and self.access.uses_fused_step:
-            return self._whole_sequence(x, state, lengths)
-        B, T = x.shape[0], x.shape[1]
-        mask = padding_mask(lengths, T, x.device)  # (B, T)
-        ctrl = self.controller
-        fast = type(ctrl) is LSTMCell
-        projection = TimeShared(self.access.interface.weight)  # ξ_t = W_ξ h_t + b, dW_ξ once per sequence
-        if fast:
-            w_x, bias, w_hr = lstm_weights(ctrl, self.input_size)
-            pre = F.linear(x, w_x, bias).unbind(1)  # W_ih^(x) x_t + b for all t, T × (B, 4H)
-            recurrent = TimeShared(w_hr)  # [W_hh, W_ih^(r)], gradient once per sequence
-        xs = x.unbind(1)  # T × (B, I): one backward node instead of T zero-filled (B, T, I) gradients
-        hs, rs = [], []
-        for t in range(T):
-            m = None if mask is None else mask[:, t]
-            if fast:
-                ctrl_state = state.controller
-                h, c = LSTMStep.apply(
-                    pre[t], state.read_vectors, ctrl_state.h, ctrl_state.c, recurrent.weight, recurrent.record
-                )
-                read_vectors, access, _ = self.access(h, state.access, projection=projection)
-                new = DNCState(LSTMState(h, c), access, read_vectors)
-            else:
-                h, new = self._core(xs[t], state, t, m, projection)
-            state = new if m is None else st.tree_where(m, new, state)
-            hs.append(h)
-            rs.append(new.read_vectors)
-        h_all = torch.stack(hs, 1)  # (B, T, H)
-        r_all = torch.stack(rs, 1).reshape(B, T, -1)  # (B, T, R·W)
-        outs = torch.cat([h_all, r_all], -1)  # [h_t; r_t], (B, T, H + R·W)
-        y = self.output(outs)  # (B, T, O)
-        if mask is not None:
-            y = y * mask.unsqueeze(-1).to(y.dtype)
-        return y, state
+        """The ``"sequence"`` kernel over `[B, T, input_size]` (see :meth:`kernel`), else None."""
+        return self._whole_sequence(x, state, lengths) if self.kernel() == "sequence" else None
 
     def _whole_sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState]:
         """``sequence`` for an LSTM controller and the paper's memory: all steps as one node (``sequence.py``)."""
@@ -228,9 +288,7 @@ class DNCCell(Cell):
         # W_y [h_t; r_t] for all rows of HR, then drop row 0 (the initial state): (B, T, O); slicing the small
         # result, not HR, keeps autograd from building a zero-padded gradient of HR
         y = self.output(HR)[1:].transpose(0, 1)
-        mask = padding_mask(lengths, T, x.device)  # (B, T)
-        if mask is not None:
-            y = y * mask.unsqueeze(-1).to(y.dtype)
+        y = zero_padding(y, padding_mask(lengths, T, x.device))  # (B, T, O)
         access = AccessState(M, u, LinkState(L.unsqueeze(1), p.unsqueeze(1)), wr, ww.unsqueeze(1))
         return y, DNCState(LSTMState(h, c), access, r)
 
@@ -249,7 +307,12 @@ def build_dnc(
     key_masking: bool = False,
     deallocation: bool = False,
     link_sharpness: bool = False,
-    sparse_links: int | None = None,
+    link_top_k: int | None = None,
+    reference: str = "paper",
+    usage_write_gradient: bool | None = None,
+    outer_eps: bool | None = None,
+    strength: str | None = None,
+    clip_value: float | None = None,
 ) -> Recurrent:
     """A DNC over sequences: ``Recurrent(DNCCell(...), batch_first=batch_first)``.
 
@@ -275,6 +338,11 @@ def build_dnc(
         key_masking=key_masking,
         deallocation=deallocation,
         link_sharpness=link_sharpness,
-        sparse_links=sparse_links,
+        link_top_k=link_top_k,
+        reference=reference,
+        usage_write_gradient=usage_write_gradient,
+        outer_eps=outer_eps,
+        strength=strength,
+        clip_value=clip_value,
     )
     return Recurrent(cell, batch_first=batch_first)

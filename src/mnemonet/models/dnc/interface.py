@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mnemonet._checks import check_tensor
@@ -76,6 +77,10 @@ def interface_size(
     return sum(interface_groups(word_size, num_reads, num_writes, key_masking, link_sharpness))
 
 
+STRENGTHS = ("oneplus", "softplus")
+"""Maps of the raw key strengths β̂: the paper's oneplus (β ≥ 1) or deepmind/dnc's softplus (β > 0)."""
+
+
 def split_interface(
     xi: Tensor,
     word_size: int,
@@ -83,6 +88,7 @@ def split_interface(
     num_writes: int = 1,
     key_masking: bool = False,
     link_sharpness: bool = False,
+    strength: str = "oneplus",
 ) -> Interface:
     """Split ξ_t and apply the paper's nonlinearities (oneplus strengths, sigmoid gates, softmax modes).
 
@@ -90,6 +96,8 @@ def split_interface(
         xi: ξ_t, `[B, interface_size(...)]`.
         word_size, num_reads, num_writes: W, R, Hw.
         key_masking, link_sharpness: whether ξ carries the optional masks and sharpness parts.
+        strength: the map of the key strengths, ``"oneplus"`` (the paper: β = 1 + log(1 + e^β̂)) or
+            ``"softplus"`` (deepmind/dnc's ``CosineWeights``: β = log(1 + e^β̂)); link sharpness is always oneplus.
 
     Returns:
         The :class:`Interface` of this step.
@@ -99,7 +107,12 @@ def split_interface(
     check_tensor(xi, "xi", ("B", sum(groups)))
     B = xi.shape[0]
     raw, plus, sig, soft = torch.split(xi, groups, dim=-1)
-    plus = oneplus(plus)
+    if strength == "oneplus":
+        plus = oneplus(plus)
+    elif strength == "softplus":  # key strengths softplus, sharpness (after them) oneplus
+        plus = F.softplus(plus) + (torch.arange(plus.shape[-1], device=plus.device) >= R + Hw).to(plus.dtype)
+    else:
+        raise ValueError(f"strength: expected one of {STRENGTHS}, got {strength!r}")
     sig = torch.sigmoid(sig)
     modes = torch.softmax(soft.reshape(B, R, 1 + 2 * Hw), dim=-1)  # (B, R, 1 + 2Hw)
 

@@ -8,6 +8,10 @@ p̂_{t−1} keeps only its K largest entries (so each row gains at most K candid
 its K largest values. With K ≥ N nothing is dropped and the result equals the dense :func:`link` exactly.
 Forward weightings gather (L w); backward weightings scatter-add (L^T w); neither builds an N × N tensor.
 
+This is a top-K approximation of the dense update (the option ``link_top_k``), not the sparse access memory
+of Rae et al. (2016, SAM/SDNC), which sparsifies the write and precedence weightings themselves (K non-zeros,
+renormalised) so that the link is built in O(N·K) without ever forming a dense row.
+
 Column indices live in the state as floating-point numbers (exact up to 2^24 slots in float32), so the
 state flattens into one float vector like every other mnemonet state.
 """

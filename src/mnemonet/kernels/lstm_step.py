@@ -21,12 +21,11 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.models.cells import LSTMCell
-from mnemonet.models.dnc.fused import _const, _per_step
-
-_SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
-_TANH_BACKWARD = torch.ops.aten.tanh_backward
-_TANH_BACKWARD_INTO = torch.ops.aten.tanh_backward.grad_input
+from mnemonet.kernels.tricks import SIGMOID_BACKWARD as _SIGMOID_BACKWARD
+from mnemonet.kernels.tricks import TANH_BACKWARD as _TANH_BACKWARD
+from mnemonet.kernels.tricks import TANH_BACKWARD_INTO as _TANH_BACKWARD_INTO
+from mnemonet.kernels.tricks import const as _const
+from mnemonet.kernels.tricks import per_step as _per_step
 
 
 class GateViews(NamedTuple):
@@ -120,7 +119,7 @@ class LSTMStep(torch.autograd.Function):
 
     gates = pre + [h_{t−1}; r_{t−1}] W_hr^T with pre = W_ih^(x) x_t + b; then torch's LSTM cell update.
     ∂L/∂W_hr is not formed here: the step's (input, gate gradient) pair goes to ``record`` and
-    :class:`~mnemonet.models.dnc.deferred.TimeShared` sums all steps in one matmul.
+    :class:`~mnemonet.kernels.time_shared.TimeShared` sums all steps in one matmul.
     """
 
     @staticmethod
@@ -148,20 +147,3 @@ class LSTMStep(torch.autograd.Function):
         ctx.record.grads.append(g_gates)
         H = c.shape[1]
         return g_gates, g_hr[:, H:].reshape(ctx.r_shape), g_hr[:, :H], g_c_prev, None, None
-
-
-def lstm_weights(cell: LSTMCell, input_size: int) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Split an LSTMCell's parameters for a controller whose input is [x_t (input_size); r_{t−1}].
-
-    Returns:
-        (W_x `[4H, input_size]`, total bias `[4H]` or None, W_hr `[4H, H + R·W]` = [W_hh, W_ih^(r)], the
-        weight of [h_{t−1}; r_{t−1}]).
-    """
-    w_ih = cell.weight_ih
-    if not cell.has_bias:
-        bias = None
-    elif cell.single_bias:
-        bias = cell.bias
-    else:
-        bias = cell.bias_ih + cell.bias_hh
-    return w_ih[:, :input_size], bias, torch.cat([cell.weight_hh, w_ih[:, input_size:]], 1)

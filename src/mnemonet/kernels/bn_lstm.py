@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.models.onednn import PackedLinear, weight_grad
+from mnemonet.kernels.onednn import PackedLinear
+from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD, TANH_BACKWARD_INTO, tanh_into
 
 _bn_forward = torch.ops.aten.native_batch_norm
 _bn_backward = torch.ops.aten.native_batch_norm_backward
@@ -183,18 +184,6 @@ class _Grads(NamedTuple):
         return torch.stack(self.gamma).sum(0), torch.stack(self.shift).sum(0)
 
 
-_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
-_tanh_backward = torch.ops.aten.tanh_backward
-_tanh_backward_into = torch.ops.aten.tanh_backward.grad_input
-
-
-def _tanh(x: Tensor, out: Tensor) -> Tensor:
-    """tanh(x) into ``out``; on CPU as 2σ(2x) − 1, which torch computes 2-4× faster than its tanh there."""
-    if x.device.type != "cpu":
-        return torch.tanh(x, out=out)
-    return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)
-
-
 def _gate_activations(pre: Tensor, out: Tensor, out_g: Tensor, H: int) -> None:
     """σ(ĩ), σ(f̃), tanh(g̃), σ(õ) of ``pre`` `[B, 4H]` into ``out`` (``out_g``: its g block; ``pre`` is overwritten)."""
     pre_g = pre[:, 2 * H : 3 * H]
@@ -267,7 +256,7 @@ class _Loop(torch.autograd.Function):
             _gate_activations(pre, acts[t], gg[t], H)
             c_new = torch.mul(gf[t], c, out=cns[t]).addcmul_(gi[t], gg[t])  # eq. 7
             if not full:
-                _tanh(c_new, out=tcs[t])
+                tanh_into(c_new, out=tcs[t])
             elif cpu:  # 2σ(2·BN(c)) − 1
                 torch.sigmoid(norm_c.forward(c_new, t, keep, n_t), out=tcs[t]).mul_(2).sub_(1)
             else:
@@ -326,7 +315,7 @@ class _Loop(torch.autograd.Function):
                 dh_new = torch.where(keep, dh_new, 0.0)
                 dc_new = torch.where(keep, dc, 0.0)
                 dh_skip, dc_skip = torch.where(keep, 0.0, dh), torch.where(keep, 0.0, dc)
-            dchat = _tanh_backward(dh_new * go[t], tcs[t])  # through h = σ(o) tanh(ĉ)
+            dchat = TANH_BACKWARD(dh_new * go[t], tcs[t])  # through h = σ(o) tanh(ĉ)
             if norm_c is not None:
                 dchat = norm_c.backward(dchat, cns[t], gc, t, keep, n_t, grads_c)
             dc_new = dc_new + dchat
@@ -335,8 +324,8 @@ class _Loop(torch.autograd.Function):
             torch.mul(dc_new, c_prevs[t], out=dg_f)
             torch.mul(dc_new, gi[t], out=dg_g)
             torch.mul(dh_new, tcs[t], out=dg_o)
-            dpre = _sigmoid_backward(dgrad, acts[t], grad_input=dpres[t])
-            _tanh_backward_into(dg_g, gg[t], grad_input=dpre_gs[t])
+            dpre = SIGMOID_BACKWARD(dgrad, acts[t], grad_input=dpres[t])
+            TANH_BACKWARD_INTO(dg_g, gg[t], grad_input=dpre_gs[t])
             du = dpre
             if norm_1 is not None:
                 du = norm_1.backward(dpre, us[t], g1, t, keep, n_t, grads_1)
@@ -346,7 +335,9 @@ class _Loop(torch.autograd.Function):
             if keep is not None:
                 dh, dc = dh + dh_skip, dc + dc_skip
         du_all = dpre_all if norm_1 is None else torch.stack(dus[::-1])  # dL/du_t: (T, B, 4H)
-        dw = weight_grad(du_all, hs[:T])  # (4H, H)
+        # ∂L/∂W_h = Σ_t du_tᵀ h_{t-1}, as (Hᵀ dU)ᵀ: torch.mm reads both transposed operands in place (faster
+        # here than laying them out for oneDNN, which costs a transposed copy of dU)
+        dw = torch.mm(hs[:T].reshape(T * B, H).t(), du_all.reshape(T * B, G)).t()  # (4H, H)
         dix = (du_all if summed else dpre_all).transpose(0, 1)  # dL/d ix (u = ix + W_h h if summed): (B, T, 4H)
         dg1 = ds1 = dgc = dbc = None
         if norm_1 is not None:

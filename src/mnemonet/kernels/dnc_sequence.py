@@ -3,7 +3,7 @@
 For the paper's configuration (an ``LSTMCell`` controller, one write head, dense links, no options) the
 per-step autograd graph costs as much as the arithmetic: each step records several nodes, its gradients
 are summed and carried between them, and the engine schedules them one by one. :class:`DNCSequence`
-runs all T steps in one ``forward`` (the LSTM update of ``fused_lstm``, ξ_t = W_ξ h_t + b, and the
+runs all T steps in one ``forward`` (the LSTM update of ``lstm_step``, ξ_t = W_ξ h_t + b, and the
 memory step of ``fused.access_forward``) and all T vector-Jacobian products in one ``backward``, in
 reverse, carrying the state gradients itself. The weight gradients ∂L/∂W = Σ_t g_t^T x_t are formed once
 per sequence as one matmul each. Values are those of the step loop; ``tests`` compare both and run
@@ -34,9 +34,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.models.dnc.fused import access_backward, access_forward, grad_views, step_views
-from mnemonet.models.dnc.fused_lstm import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
-from mnemonet.models.onednn import weight_grad
+from mnemonet.kernels.dnc_access import access_backward, access_forward, grad_views, step_views
+from mnemonet.kernels.lstm_step import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
+from mnemonet.kernels.onednn import weight_grad
 
 _POOL_MAX_BYTES = 64 * 2**20
 

@@ -28,19 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.models.dnc.addressing import EPSILON
+from mnemonet.kernels.tricks import SIGMOID_BACKWARD as _SIGMOID_BACKWARD
+from mnemonet.kernels.tricks import const as _const
+from mnemonet.kernels.tricks import per_step as _per_step
 
-_SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.grad_input
-_CONSTANTS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
-
-
-def _const(value: float, like: Tensor) -> Tensor:
-    """A cached 0-d tensor: tensor-tensor ops skip the per-call wrapping of Python scalars."""
-    key = (value, like.dtype, like.device)
-    out = _CONSTANTS.get(key)
-    if out is None:
-        out = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
-    return out
+EPSILON = 1e-6  # ε of the content weights and norms: equal to ``models.dnc.addressing.EPSILON`` (tested)
 
 
 def _is_owned(grad: Tensor) -> bool:
@@ -155,13 +147,6 @@ def _split_gates(sig: Tensor, R: int, W: int) -> tuple[Tensor, ...]:
     """The gate part `[..., W+R+2]` -> e `[..., 1, W]`, f `[..., R, 1]`, g^a `[..., 1, 1]`, g^w `[..., 1, 1]`."""
     e, f, ga, gw = sig.split([W, R, 1, 1], -1)
     return e.unsqueeze(-2), f.unsqueeze(-1), ga.unsqueeze(-1), gw.unsqueeze(-1)
-
-
-def _per_step(cls: Any, parts: tuple[Tensor | None, ...], steps: bool) -> list[Any]:
-    """``cls(*parts)`` in a list, or one ``cls`` per index of the parts' first axis (one ``unbind`` per part)."""
-    if not steps:
-        return [cls(*parts)]
-    return [cls(*views) for views in zip(*(x.unbind(0) for x in parts), strict=True)]  # type: ignore[union-attr]
 
 
 def step_views(xi: Tensor, memory_size: int, num_reads: int, word_size: int) -> list[StepViews]:

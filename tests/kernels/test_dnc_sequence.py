@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from mnemonet.kernels.dnc_sequence import DNCSequence
 from mnemonet.models import state as st
 from mnemonet.models.cells import LSTMCell
 from mnemonet.models.dnc import build_dnc
 from mnemonet.models.dnc.interface import interface_size
-from mnemonet.models.dnc.sequence import DNCSequence
 
 D = torch.float64
 B, T, H, N, W, R = 3, 4, 3, 4, 2, 2
@@ -108,7 +108,7 @@ def test_node_matches_step_loop_for_controllers_without_two_biases(bias):
 
 
 def test_workspaces_are_reused_and_never_shared_by_live_graphs():
-    from mnemonet.models.dnc import sequence
+    from mnemonet.kernels import dnc_sequence as sequence
 
     torch.manual_seed(2)
     model = build_dnc(input_size=5, output_size=3, hidden_size=8, memory_size=6, word_size=4, num_reads=2).double()
@@ -144,7 +144,7 @@ def test_workspaces_are_reused_and_never_shared_by_live_graphs():
 
 
 def test_big_workspaces_are_not_kept(monkeypatch):
-    from mnemonet.models.dnc import sequence
+    from mnemonet.kernels import dnc_sequence as sequence
 
     sequence.release_workspaces()
     monkeypatch.setattr(sequence._FORWARD_POOL, "max_bytes", 1)
@@ -158,7 +158,7 @@ def test_big_workspaces_are_not_kept(monkeypatch):
 
 @pytest.mark.parametrize("onednn", [True, False])
 def test_float32_node_matches_step_loop(monkeypatch, onednn):
-    from mnemonet.models import onednn as onednn_mod
+    from mnemonet.kernels import onednn as onednn_mod
 
     monkeypatch.setattr(onednn_mod, "USE_ONEDNN", onednn)  # the weight gradients' matmul, both ways
     torch.manual_seed(3)
