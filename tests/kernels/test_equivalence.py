@@ -30,8 +30,8 @@ CASES = {
     "bn_lstm_input_only": ("bn_lstm", dict(hidden_size=5, max_length=5, variant="input_only")),
     "bn_lstm_summed": ("bn_lstm", dict(hidden_size=5, max_length=5, variant="summed")),
     # no kernel: the same loop both ways (RIMs, BRIMs use prepare + step)
-    "rims": ("rims", dict(num_modules=4, module_size=3, k=2)),
-    "brims": ("brims", dict(num_modules=3, module_size=3, k=2)),
+    "rims": ("rims", dict(num_modules=4, module_size=3, k=2, dropout=0.0)),
+    "brims": ("brims", dict(num_modules=3, module_size=3, k=2, dropout=0.0)),
     # kernels.dnc_sequence (whole sequence), kernels.lstm_step + time_shared, kernels.dnc_access (fused step)
     "dnc": ("dnc", DNC),
     "dnc_lstm_step": ("dnc", {**DNC, "key_masking": True}),
