@@ -172,11 +172,15 @@ def test_sample_refuses_a_non_text_run(tmp_path, tiny_yaml):
     assert result.exit_code == 2 and "not a text task" in result.output
 
 
-def test_demo_writes_table_plot_and_json(tmp_path):
-    out = tmp_path / "demo"
-    result = invoke("demo", "--out", out, "--steps", "10", "--threads", "1", "--trials", "20")
+@pytest.mark.parametrize("given", [True, False], ids=["out", "default-folder"])
+def test_demo_writes_table_plot_and_json(tmp_path, monkeypatch, given):
+    monkeypatch.chdir(tmp_path)
+    args = ["--out", tmp_path / "demo"] if given else []  # without --out, as `make demo` runs it
+    result = invoke("demo", *args, "--steps", "10", "--threads", "1", "--trials", "20")
     assert result.exit_code == 0, result.output
-    assert "accuracy vs delay" in result.output and f"run folder: {out}" in result.output
+    out = tmp_path / "demo" if given else Path(next((tmp_path / "runs").glob("demo-*")))
+    shown = out if given else out.relative_to(tmp_path)
+    assert "accuracy vs delay" in result.output and f"run folder: {shown}" in result.output
     record = json.loads((out / "accuracy_vs_delay.json").read_text())
     assert set(record["accuracy"]) == {"5", "10", "15", "19", "30", "40", "60", "100"}
     assert (out / "accuracy_vs_delay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

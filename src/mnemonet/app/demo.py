@@ -110,6 +110,7 @@ def run_demo(
     result, run = train(config, out=out, threads=threads, device=device, progress="off" if quiet else None,
                         source="demo")  # fmt: skip
     seconds = time.perf_counter() - started
+    out = Path(run.path)  # the run folder train made (``runs/demo-<time>-<suffix>`` without ``out``)
     task = run.task
     trained = (task.min_gap, task.window - 1)
     model = run.model.eval()
