@@ -28,7 +28,7 @@ from mnemonet.app import evaluate_run, load_run
 from mnemonet.training import load_config
 from mnemonet.training.checkpoint import atomic_write_text
 
-SEEDS = (0, 1)
+SEEDS = {"copy": (0, 1, 2, 3), "ar": (0, 1), "deepmind": (0, 1)}  # seeds per group of arms
 COPY = "dnc_copy-small"
 AR = {"DNC": "dnc_associative_recall-small", "LSTM": "dnc_associative_recall_lstm-small"}
 DEEPMIND = "dnc_repeat_copy_deepmind-small"
@@ -37,6 +37,7 @@ CONDITIONS = {
     "copy": (
         ("L 1-10 (trained)", "valid", ()),
         ("L 11-20", "test", ()),
+        ("L = 15 (1.5x)", "test", ("task.test_length_range=[15,15]",)),
         ("L = 20 (2x)", "test", ("task.test_length_range=[20,20]",)),
     ),
     "ar": (
@@ -105,11 +106,11 @@ def evaluate_conditions(run_dir: str | Path, conditions: tuple, batches: int, ba
 
 
 def run_group(presets: dict[str, str], conditions: tuple, root: Path, overrides: list[str], batches: int,
-              batch_size: int) -> tuple[dict[str, list[dict]], dict[str, list[str]]]:  # fmt: skip
-    """Train and evaluate every arm over SEEDS (seeds outermost); per arm, the records and run folders."""
+              batch_size: int, seeds: tuple[int, ...]) -> tuple[dict[str, list[dict]], dict[str, list[str]]]:  # fmt: skip # noqa: E501
+    """Train and evaluate every arm over ``seeds`` (seeds outermost); per arm, the records and run folders."""
     results: dict[str, list[dict]] = {arm: [] for arm in presets}
     dirs: dict[str, list[str]] = {arm: [] for arm in presets}
-    for seed in SEEDS:
+    for seed in seeds:
         for arm, preset in presets.items():
             record = run_arm(preset, arm, seed, root, overrides)
             ev = evaluate_conditions(record["run"], conditions, batches, batch_size)
@@ -171,7 +172,7 @@ def memory_figures(run_dir: str | Path, fig_dir: Path) -> list[tuple[Path, str]]
             y, _, trace = run.model.trace(batch.x, lengths=batch.lengths)
         wrong = int(bit_errors(y, batch.target, batch.weight)[0])
         path = fig_dir / f"memory_access_L{length}.png"
-        title = f"copy DNC, seed {SEEDS[0]}, L = {length}: {wrong} wrong bits"
+        title = f"copy DNC, seed {SEEDS['copy'][0]}, L = {length}: {wrong} wrong bits"
         path.parent.mkdir(parents=True, exist_ok=True)
         plot_memory_access(trace, batch_index=0, path=path, title=title)
         trained = "the longest trained length" if length == 10 else "twice the longest trained length"
@@ -265,21 +266,22 @@ def write_doc(copy: dict, ar: dict, deepmind: dict, figures: list[tuple[Path, st
     total = sum(r["seconds"] + r["eval_seconds"] for r in all_recs)
     cc = CONDITIONS["copy"]
     trained = [r["metrics"][cc[0][0]]["bit_errors"] for r in copy_res["DNC"]]
-    twice = [r["metrics"][cc[2][0]]["bit_errors"] for r in copy_res["DNC"]]
-    twice_acc = [r["metrics"][cc[2][0]]["sequence_accuracy"] for r in copy_res["DNC"]]
+    twice = [r["metrics"][cc[3][0]]["bit_errors"] for r in copy_res["DNC"]]
+    twice_acc = [r["metrics"][cc[3][0]]["sequence_accuracy"] for r in copy_res["DNC"]]
     zero_steps = [first_zero_step(r["run"]) for r in copy_res["DNC"]]
     near_zero = max(trained) < 0.05
     copy_verdict = (
         f"**Copy reaches near-zero bit error at the trained lengths on every seed**: "
         f"{mean_std(trained)[0]:.3f} wrong bits per sequence (max over seeds {max(trained):.3f}; a sequence of "
         f"length 10 has 60 bits); the validation batches first showed exactly zero errors at step "
-        f"{', '.join('never' if s is None else str(s) for s in zero_steps)} (seeds {', '.join(map(str, SEEDS))})."
+        f"{', '.join('never' if s is None else str(s) for s in zero_steps)} "
+        f"(seeds {', '.join(map(str, SEEDS['copy']))})."
         if near_zero
         else f"**Copy did not reach near-zero bit error in this budget on every seed**: "
         f"{', '.join(f'{v:.3f}' for v in trained)} wrong bits per sequence at the trained lengths."
     )
     tm, ts = mean_std(twice)
-    worst_seed = SEEDS[max(range(len(twice)), key=twice.__getitem__)]
+    worst_seed = SEEDS["copy"][max(range(len(twice)), key=twice.__getitem__)]
     if max(twice) < 0.05:
         how = "the DNC generalises to twice the trained length on every seed"
     elif min(twice_acc) >= 0.5:
@@ -313,7 +315,9 @@ def write_doc(copy: dict, ar: dict, deepmind: dict, figures: list[tuple[Path, st
     )
     fig_md = "\n\n".join(f"![{cap}](dnc/{p.name})\n\n*{cap}.*" for p, cap in figures)
     bench_md = (
-        f"Re-run for this report (same machine, 1 thread, other jobs running beside it):\n\n```\n{BENCH}\n```\n\n"
+        "The output quoted is `runs/experiments/dnc/bench.txt` as this report was written (same machine, "
+        "other jobs running beside it; the closing note of the stop that ran it gives its date):"
+        f"\n\n```\n{BENCH}\n```\n\n"
         f"```\n{bench.strip()}\n```\n\n{bench_verdict(bench)}\n\n{SPEED_NOTE}\n\n{scaling_note(bench)}"
         if bench
         else "Not re-run for this report (see `benchmarks/bench_dnc.py`)."
@@ -338,8 +342,9 @@ Regenerate (≈{total / 60:.0f} min on this machine; finished runs and evaluatio
 
 - Machine: 2-core CPU shared with other jobs, 1 torch thread per run, runs one after the other
   (torch {torch.__version__}, Python {platform.python_version()}). Wall times are therefore rough.
-- Seeds {", ".join(map(str, SEEDS))} for every arm; cells read "mean ± sample std (seed {SEEDS[0]}, seed
-  {SEEDS[1]})". Two seeds show whether a result repeats; they do not give a tight spread.
+- Seeds {", ".join(map(str, SEEDS["copy"]))} for copy, {", ".join(map(str, SEEDS["ar"]))} for the other arms; cells
+  read "mean ± sample std (the per-seed values in seed order)". A few seeds show whether a result repeats and
+  how far seeds spread; they do not give a tight spread.
 - Scoring: the last checkpoint, {EVAL_BATCHES} held-out seeded batches of {EVAL_BATCH_SIZE} sequences
   ({EVAL_BATCHES * EVAL_BATCH_SIZE} per condition), on the answer steps only. "bit errors / sequence" is
   the mean number of wrong bits per sequence (a logit above 0 predicts 1); "sequences without error" the
@@ -405,7 +410,7 @@ learning rate raised to 1e-3:
 
 ## What the trained copy DNC does with its memory
 
-`plot_memory_access` of `model.trace` on the seed-{SEEDS[0]} copy model: write weightings, read
+`plot_memory_access` of `model.trace` on the seed-{SEEDS["copy"][0]} copy model: write weightings, read
 weightings, usage, gates (allocation g^a, write g^w, free f) and read modes (backward b, content c,
 forward f) over time, for one held-out sequence of the trained length and one of twice that length.
 In these two maps the model uses the DNC's mechanisms as the paper describes: while the input arrives
@@ -453,7 +458,7 @@ def main() -> None:
         raise SystemExit(f"{AR}: the associative-recall arms must share task and trainer settings")
     groups = {}
     for name, presets in (("copy", {"DNC": COPY}), ("ar", AR), ("deepmind", {"DNC": DEEPMIND})):
-        results, dirs = run_group(presets, CONDITIONS[name], root / name, overrides, batches, batch_size)
+        results, dirs = run_group(presets, CONDITIONS[name], root / name, overrides, batches, batch_size, SEEDS[name])
         groups[name] = {"results": results, "dirs": dirs}
     plot_curves(groups["copy"]["dirs"], "valid_bit_errors", fig_dir / "copy_valid_bit_errors.png",
                 ylabel="validation bit errors / sequence")  # fmt: skip
