@@ -361,15 +361,17 @@ def plot_training_curves(
         ax = fig.add_subplot(nrows, cols, i + 1)
         pts = [(r[x_key], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
         name = _words(k)
-        if k == "train_loss" and curve and x_key == "step":
+        logged = k == "train_loss" and curve and x_key == "step"  # the curve at the logging interval
+        if logged:
             cx, cy = zip(*curve, strict=True)
             ax.plot(cx, cy, lw=0.8, alpha=0.8, label="training loss (logging interval)")
         if pts:
             xs, ys = zip(*pts, strict=True)
-            label = "mean since the last evaluation" if k == "train_loss" and curve else name
-            style = {"ls": "none", "marker": "."} if k == "train_loss" and curve else {"lw": 1.0}
-            ax.plot(xs, ys, **({"marker": "." if len(xs) < 50 else None} | style), label=label)
-        if pts or (k == "train_loss" and curve):
+            if logged:  # the per-evaluation means as dots over the curve
+                ax.plot(xs, ys, ls="none", marker=".", label="mean since the last evaluation")
+            else:
+                ax.plot(xs, ys, lw=1.0, marker="." if len(xs) < 50 else None, label=name)
+        if pts or logged:
             ax.legend(fontsize=7, loc="best")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("training step" if x_key == "step" else _words(x_key), fontsize=8)
