@@ -45,6 +45,23 @@ def test_embedding_encoder_reads_integer_symbols():
         build("lstm", input_size=1, hidden_size=5, encoder="conv", encoder_size=3)
 
 
+def test_levels_encoder_embeds_clipped_quantised_values():
+    torch.manual_seed(0)
+    model = build("lstm", input_size=1, hidden_size=5, encoder="levels", encoder_size=4, num_embeddings=5)
+    x = torch.tensor([[[-0.7], [0.0], [0.12], [0.13], [0.5], [0.74], [1.0], [1.9]]])
+    levels = [0, 0, 0, 1, 2, 3, 4, 4]  # nearest of 0, 0.25, 0.5, 0.75, 1 after clipping to [0, 1]
+    y, _ = model(x)
+    y_ref, _ = model.core(model.encoder.map.weight[levels][None])
+    torch.testing.assert_close(y, y_ref)
+    two = InputEncoder("levels", 1, 3, num_embeddings=2)  # the official MNIST input: round(pixel)
+    pixels = torch.tensor([[0.2], [0.49], [0.51], [0.9]])
+    torch.testing.assert_close(two(pixels), two.map.weight[[0, 0, 1, 1]])
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        InputEncoder("levels", 1, 4, 1)
+    with pytest.raises(ValueError, match="input_size 1"):
+        InputEncoder("levels", 2, 4, 3)
+
+
 def test_encoder_dropout_only_in_training():
     torch.manual_seed(0)
     enc = InputEncoder("linear", 3, 64, dropout=0.5)

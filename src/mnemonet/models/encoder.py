@@ -5,7 +5,11 @@ Any model can sit behind an encoder (``model.encoder`` in a config, ``build(name
 - ``"none"``: the raw input (the default for every model but RIMs/BRIMs presets);
 - ``"linear"``: ``e_t = x_t W + b``, an affine map `[D] -> [encoder_size]`;
 - ``"embedding"``: ``e_t = E[x_t]`` for integer inputs (D = 1, values in [0, num_embeddings)), the
-  ``nn.Embedding`` that the official RIMs code puts in front of the modules.
+  ``nn.Embedding`` that the official RIMs code puts in front of the modules;
+- ``"levels"``: ``e_t = E[round(clip(x_t, 0, 1) (L - 1))]`` for real inputs in [0, 1] (D = 1), an embedding
+  of the input quantised to ``L = num_embeddings`` evenly spaced levels. With L = 2 this is the official
+  RIMs code's sequential MNIST input (pixels rounded to 0/1, then embedded). Out-of-range inputs (e.g. noisy
+  pixels) are clipped first, so every real input has a code.
 
 Why RIMs need one: their input attention compares every module's query with the key of the input and with
 the key of a null input, which is 0. A raw input of zeros (49 % of 8x8 digit pixels) also has key 0, so at
@@ -15,23 +19,38 @@ its own nonzero code and cannot tie with the null.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnemonet._checks import check_choice, check_positive, check_tensor
 from mnemonet.models.base import RecurrentModel
 
-ENCODERS = ("none", "linear", "embedding")
+ENCODERS = ("none", "linear", "embedding", "levels")
+
+
+def quantise(x: Tensor, levels: int) -> Tensor:
+    """Index of the nearest of ``levels`` evenly spaced values in [0, 1] after clipping: ``round(clip(x, 0, 1) (L-1))``.
+
+    Args:
+        x: `[...]` real values.
+        levels: L >= 2.
+
+    Returns:
+        `[...]` int64 indices in [0, L).
+    """
+    return torch.round(x.clamp(0.0, 1.0) * (levels - 1)).long()
 
 
 class InputEncoder(nn.Module):
-    """``"linear"`` or ``"embedding"`` map of every step's input: `[..., D]` -> `[..., encoder_size]`.
+    """``"linear"``, ``"embedding"`` or ``"levels"`` map of every step's input: `[..., D]` -> `[..., encoder_size]`.
 
     Args:
-        kind: ``"linear"`` or ``"embedding"``.
-        input_size: D (must be 1 for ``"embedding"``).
+        kind: ``"linear"``, ``"embedding"`` or ``"levels"``.
+        input_size: D (must be 1 for ``"embedding"`` and ``"levels"``).
         encoder_size: size of the code.
-        num_embeddings: vocabulary size of ``"embedding"`` (inputs are integers in [0, num_embeddings)).
+        num_embeddings: vocabulary size of ``"embedding"`` (inputs are integers in [0, num_embeddings)), or
+            number of levels (>= 2) of ``"levels"`` (inputs are reals, clipped to [0, 1]).
         dropout: dropout probability on the code in training (the official RIMs scripts use 0.5).
     """
 
@@ -51,11 +70,13 @@ class InputEncoder(nn.Module):
         else:
             if input_size != 1:
                 raise ValueError(
-                    f"encoder: 'embedding' reads one integer per step (input_size 1), got input_size={input_size}"
+                    f"encoder: {kind!r} reads one number per step (input_size 1), got input_size={input_size}"
                 )
             if num_embeddings is None:
-                raise ValueError("num_embeddings: required by encoder='embedding' (the number of input symbols)")
+                raise ValueError(f"num_embeddings: required by encoder={kind!r} (the number of symbols or levels)")
             check_positive(num_embeddings, "num_embeddings")
+            if kind == "levels" and num_embeddings < 2:
+                raise ValueError(f"num_embeddings: encoder='levels' needs at least 2 levels, got {num_embeddings}")
             self.map = nn.Embedding(num_embeddings, encoder_size)
 
     def extra_repr(self) -> str:
@@ -65,6 +86,9 @@ class InputEncoder(nn.Module):
         """`[..., D]` -> `[..., encoder_size]`."""
         if self.kind == "linear":
             return F.dropout(self.map(x), self.dropout, self.training)
+        if self.kind == "levels":
+            index = quantise(x[..., 0], self.map.num_embeddings)  # (...)
+            return F.dropout(self.map(index), self.dropout, self.training)  # (..., encoder_size)
         index = x[..., 0].round().long()  # (...)
         if not bool((index == x[..., 0]).all()) or bool((index < 0).any() | (index >= self.map.num_embeddings).any()):
             raise ValueError(f"x: encoder='embedding' expects integers in [0, {self.map.num_embeddings}) per step")
@@ -117,10 +141,10 @@ def encoded(
 
     Args:
         factory: a model factory of :mod:`mnemonet.models.registry`.
-        encoder: ``"none"``, ``"linear"`` or ``"embedding"``.
+        encoder: ``"none"``, ``"linear"``, ``"embedding"`` or ``"levels"``.
         input_size: D of the raw input.
         encoder_size: size of the code (required unless ``encoder="none"``).
-        num_embeddings: vocabulary of ``"embedding"``.
+        num_embeddings: vocabulary of ``"embedding"``, number of levels of ``"levels"``.
         encoder_dropout: dropout on the code in training.
     """
     check_choice(encoder, "encoder", ENCODERS)
@@ -132,4 +156,4 @@ def encoded(
     return Encoded(factory(input_size=encoder_size, **kwargs), enc)
 
 
-__all__ = ["ENCODERS", "Encoded", "InputEncoder", "encoded"]
+__all__ = ["ENCODERS", "Encoded", "InputEncoder", "encoded", "quantise"]

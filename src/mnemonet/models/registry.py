@@ -46,7 +46,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     Args:
         name: one of :func:`available` (``"rnn"``, ``"lstm"``, ``"gru"``, ...).
         **kwargs: the factory's keyword arguments (sizes, options), plus, for every model, ``encoder``
-            (``"none"``, ``"linear"`` or ``"embedding"``), ``encoder_size``, ``num_embeddings`` and
+            (``"none"``, ``"linear"``, ``"embedding"`` or ``"levels"``), ``encoder_size``, ``num_embeddings`` and
             ``encoder_dropout``: the model then reads ``encoder(x)`` (:mod:`mnemonet.models.encoder`).
 
     Raises:
