@@ -47,6 +47,7 @@ DIGITS = {
     "RIMs": "rims_seq_mnist-small",
     "RIMs (all active)": "rims_seq_mnist_all-small",
     "BRIMs": "brims_seq_mnist-small",
+    "LSTM (raw pixel)": "rims_seq_mnist_lstm_raw-small",
 }
 # (column label, overrides of the task for the test split)
 COPY_CONDITIONS = tuple(
@@ -67,6 +68,7 @@ PLAN = [
     ("digits", "RIMs"),
     ("copy", "RIMs (all active)"),
     ("copy", "BRIMs"),
+    ("digits", "LSTM (raw pixel)"),
     ("digits", "RIMs (all active)"),
     ("digits", "BRIMs"),
 ]
@@ -198,18 +200,81 @@ def digit_claims(recs: dict[str, list[dict]]) -> list[str]:
             continue
         d, w = compare(recs, arm, noise)
         ok = "within 5 points of the LSTM or better" if d >= -5 else "more than 5 points below the LSTM"
-        out.append(f"- {noise}: {arm} − LSTM = {d:+.1f} points (mean of {len(recs[arm])} seeds): {ok}.")
+        out.append(f"- {noise}: {arm} − LSTM = {d:+.1f} points (mean of {len(recs[arm])} seeds; {w}): {ok}.")
         for label in ("9x9", "10x10", "11x11"):
             d, w = compare(recs, arm, label)
             out.append(f"  - {label}: {arm} − LSTM = {d:+.1f} points ({w})")
+    if "RIMs" in recs and "LSTM (raw pixel)" in recs:
+        d, w = compare(recs, "RIMs", noise, base="LSTM (raw pixel)")
+        out.append(
+            f"- {noise}: RIMs − LSTM (raw pixel) = {d:+.1f} points ({w}). The raw-pixel LSTM sees the noise "
+            "unrounded, so this row mixes the models with their input paths; the rows above compare models on "
+            "the same input."
+        )
     if "RIMs" in recs and "RIMs (all active)" in recs:
         d, w = compare(recs, "RIMs", noise, base="RIMs (all active)")
-        out.append(
-            f"- Under noise, RIMs with every module active (no selection, so nothing to flip) score {-d:+.1f} points "
-            f"against RIMs with k = 4 ({w}): with the encoder in front, the remaining drop under noise is not "
-            "explained by the selection changing; both modular models lose more than the LSTM that reads the raw pixel."
-        )
+        out.append(f"- {noise}: RIMs (k = 4) − RIMs (all active) = {d:+.1f} points ({w}).")
     return out
+
+
+def previous_section(path: Path, heading: str) -> str | None:
+    """The text of section ``heading`` (from its ``## `` line to the next one) in the page at ``path``, if any."""
+    if not path.is_file():
+        return None
+    match = re.search(rf"^## {re.escape(heading)}.*?(?=^## |\Z)", path.read_text(), flags=re.S | re.M)
+    return match.group(0).rstrip() if match else None
+
+
+COPY_HEADING = "Copy with a delay (Goyal et al. 2019, section 4.2)"
+NOISE_HEADING = "Why RIMs lost more than the LSTM under noise, and the fix (controlled runs, seed 0)"
+
+
+def copy_section(copy_recs: dict[str, list[dict]], fig_dir: Path) -> str:
+    trainer = load_config(COPY["RIMs"]).trainer
+    return f"""## {COPY_HEADING}
+
+5 symbols from an alphabet of 8 (chance 12.5%), a blank delay ending in a marker, then recall; scored on the
+recall steps. Trained at delay 10 (T = 20): {trainer.steps} steps of batch {trainer.batch_size},
+Adam {trainer.lr:g}, clip {trainer.clip_norm:g}. Tested at the last checkpoint on
+{EVAL_BATCHES} x {EVAL_BATCH_SIZE} fresh sequences per delay. Every model reads the token ids through a 16-wide
+embedding (as the official code). Mean ± std over seeds, %.
+
+{results_table(copy_recs, COPY, COPY_CONDITIONS)}
+
+{seed_table(copy_recs, COPY_CONDITIONS, shift=False)}
+
+![validation accuracy during training]({fig_dir.name}/copy_valid_accuracy.png)
+
+What holds here:
+{chr(10).join(copy_claims(copy_recs))}"""
+
+
+def noise_section() -> str:
+    """The controlled runs of ``rims_noise.py`` that found why RIMs lost more than the LSTM under noise."""
+    import rims_noise
+
+    records = rims_noise.finished()
+    if not records:
+        return f"## {NOISE_HEADING}\n\n(no finished runs: `{rims_noise.COMMAND}`)"
+    return f"""## {NOISE_HEADING}
+
+{NOISE_FINDINGS}
+
+Single-seed runs (seed 0, each the preset's trainer, scored as above); regenerate with
+`{rims_noise.COMMAND} "ARM"` (finished runs are skipped; `--table` prints both tables). The ablations of
+RIMs' options change one thing against `all active, linear encoder`, the earlier input path:
+
+{rims_noise.ablation_table(records)}
+
+Probes of the trained runs (no training; 1024 held-out digits, noise std {NOISE};
+`rims_noise.probe`): noise on part of the input only, and for RIMs the input attention's weights and
+values taken from different inputs:
+
+{rims_noise.probe_table(records)}"""
+
+
+# The findings of the controlled runs; the numbers are those of the tables that follow it in the page.
+NOISE_FINDINGS = """(findings: see the tables)"""
 
 
 def write_doc(results: dict, path: Path, fig_dir: Path, quick: bool, total_seconds: float) -> None:
@@ -222,50 +287,45 @@ def write_doc(results: dict, path: Path, fig_dir: Path, quick: bool, total_secon
     models = {
         f"{e}: {arm}": load_config(p).model.to_dict() for e, (arms, _) in EXPERIMENTS.items() for arm, p in arms.items()
     }
-    trainers = {e: load_config(arms["RIMs"]).trainer for e, (arms, _) in EXPERIMENTS.items()}
+    digits = load_config(DIGITS["RIMs"]).trainer
+    kept = None if copy_recs or quick else previous_section(path, COPY_HEADING)
     missing = [f"{e}: {arm}" for e, arm in PLAN if len(results[e].get(arm, [])) < len(SEEDS)]
+    if kept:
+        missing = [m for m in missing if not m.startswith("copy")]
     text = f"""# RIMs and BRIMs vs LSTM on the RIMs papers' own tests (CPU scale)
 
 {"**QUICK SMOKE RUN — numbers are meaningless.**" if quick else ""}
 
 Issue 12's evidence, regenerated with the official defaults (value size 4 x module size, dropout 0.1 on the
 attention outputs, gated-tanh communication, inactive modules offering their would-be update, official init;
-BRIMs with 4 input heads) and the input path that cannot tie with the null input (an encoder in front of
-RIMs/BRIMs). Three seeds per arm, one torch thread, runs one after the other.
+BRIMs with 4 input heads) and the official input path, which cannot tie with the null input (an embedding
+in front of RIMs/BRIMs and of the LSTM). Three seeds per arm, one torch thread, runs one after the other.
 
 Regenerate (≈{total_seconds / 60:.0f} min of training and testing on this machine; finished runs are skipped;
-`--report` rewrites this page from finished runs only):
+`--report` rewrites this page from finished runs only; `--only digits` trains and tests one experiment and
+keeps the other's section of this page when its runs are not on disk):
 
 ```
 {REGENERATE}
 ```
 
-## Copy with a delay (Goyal et al. 2019, section 4.2)
-
-5 symbols from an alphabet of 8 (chance 12.5%), a blank delay ending in a marker, then recall; scored on the
-recall steps. Trained at delay 10 (T = 20): {trainers["copy"].steps} steps of batch {trainers["copy"].batch_size},
-Adam {trainers["copy"].lr:g}, clip {trainers["copy"].clip_norm:g}. Tested at the last checkpoint on
-{EVAL_BATCHES} x {EVAL_BATCH_SIZE} fresh sequences per delay. Every model reads the token ids through a 16-wide
-embedding (as the official code). Mean ± std over seeds, %.
-
-{results_table(copy_recs, COPY, COPY_CONDITIONS) if copy_recs else "(no finished runs)"}
-
-{seed_table(copy_recs, COPY_CONDITIONS, shift=False) if copy_recs else ""}
-
-![validation accuracy during training]({fig_dir.name}/copy_valid_accuracy.png)
-
-What holds here:
-{chr(10).join(copy_claims(copy_recs))}
+{kept or (copy_section(copy_recs, fig_dir) if copy_recs else f"## {COPY_HEADING}{chr(10)}{chr(10)}(no finished runs)")}
 
 ## Sequential 8x8 digits: length generalisation and noise (section 4.1 at CPU scale)
 
 scikit-learn's 8x8 digits, one pixel per step (T = 64), scored on the class at the last step;
-{trainers["digits"].steps} steps of batch {trainers["digits"].batch_size}, Adam {trainers["digits"].lr:g},
-clip {trainers["digits"].clip_norm:g}. Tested at the last checkpoint on {EVAL_BATCHES} x {EVAL_BATCH_SIZE}
-draws (with replacement) from the 180 held-out digits: at 8x8, upsampled with nearest neighbours to 9/10/11 px
-(T = 81/100/121, 1.27x-1.89x the trained length, the paper's factors 16/19/24 over 14 are 1.31x-2.94x), and
-at 8x8 with Gaussian noise of std {NOISE} on the pixels (which lie in [0, 1]). RIMs and BRIMs read the pixel
-through a 16-wide linear encoder; the LSTM reads the raw pixel. Mean ± std over seeds, %; chance 10%.
+{digits.steps} steps of batch {digits.batch_size}, Adam {digits.lr:g}, clip {digits.clip_norm:g}. Tested at the
+last checkpoint on {EVAL_BATCHES} x {EVAL_BATCH_SIZE} draws (with replacement) from the 180 held-out digits:
+at 8x8, upsampled with nearest neighbours to 9/10/11 px (T = 81/100/121, 1.27x-1.89x the trained length, the
+paper's factors 16/19/24 over 14 are 1.31x-2.94x), and at 8x8 with Gaussian noise of std {NOISE} added to
+the pixels (which lie in [0, 1]).
+
+Input path: LSTM, RIMs and BRIMs read each pixel as the official RIMs code reads MNIST, rounded to 0 or 1
+and embedded (16 wide; `encoder: levels`, `num_embeddings: 2`). The noise test is the same for every
+model: noise is added to the [0, 1] pixel, and a model that rounds its input clips the noisy value to
+[0, 1] and rounds it like a clean one (so rounding also removes noise below 0.5: a background pixel
+flips with probability 4.8% at std 0.3). `LSTM (raw pixel)` is the baseline of the earlier version of this
+page: the grey-level pixel, noise included, straight into the LSTM. Mean ± std over seeds, %; chance 10%.
 
 {results_table(digit_recs, DIGITS, DIGIT_CONDITIONS) if digit_recs else "(no finished runs)"}
 
@@ -279,13 +339,15 @@ steps at which the set of active modules differs is {", ".join(shifts) or "(no r
 What holds here:
 {chr(10).join(digit_claims(digit_recs)) or "- Not enough finished runs."}
 
+{"" if quick else noise_section()}
+
 ## Setup and limits
 
 - Machine: 2-core CPU shared with other agents' jobs (1-minute load average {os.getloadavg()[0]:.1f} when
   this page was written), torch {torch.__version__}, Python {platform.python_version()}; wall times are
   inflated and uneven, compare them only as ratios.
-- CPU scale, not the papers' scale: tens of thousands of parameters, {trainers["copy"].steps} /
-  {trainers["digits"].steps} training steps, one learning rate for every model without tuning. The paper-scale
+- CPU scale, not the papers' scale: tens of thousands of parameters, {load_config(COPY["RIMs"]).trainer.steps} /
+  {digits.steps} training steps, one learning rate for every model without tuning. The paper-scale
   presets (`copy_delay_rims`, `copy_delay_rims_all`, `copy_delay_lstm`: 10 symbols, delay 50 -> 200, 6 x 100
   units; `rims_seq_mnist`, `rims_seq_mnist_all`, `rims_seq_mnist_lstm`, `brims_seq_mnist`: MNIST 14 -> 16 /
   19 / 24 px from a local path) were not run.
@@ -301,6 +363,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (runs/.../rims-quick)")
     parser.add_argument("--report", action="store_true", help="write the page from finished runs; train nothing")
+    parser.add_argument("--only", choices=sorted(EXPERIMENTS), help="train and test this experiment only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     root, doc, fig_dir = report_paths("rims", args.quick)
@@ -310,6 +373,8 @@ def main() -> None:
     dirs: dict[str, dict[str, list[str]]] = {"copy": {}, "digits": {}}
     total = 0.0
     for experiment, arm in PLAN:
+        if args.only and experiment != args.only:
+            continue
         arms, conditions = EXPERIMENTS[experiment]
         for seed in SEEDS:
             name = slug(experiment, arm)
