@@ -57,6 +57,7 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "LSTM": (DIGITS["LSTM"], []),
     "RIMs (all active)": (ALL, []),
     "RIMs": (DIGITS["RIMs"], []),
+    "RIMs, init torch": (DIGITS["RIMs"], ["model.init=torch"]),
 }  # fmt: skip
 
 
