@@ -35,6 +35,7 @@ class SparseMemoryTape:
 
     def __init__(self, memory: Tensor) -> None:
         self.mem = memory.detach().clone()  # M, (B, N, W), changed in place
+        self.norms = row_norms(self.mem)  # |M[i]|_ε of every row, (B, N), updated at the written rows
         self.shape, self.dtype, self.device = memory.shape, memory.dtype, memory.device
         self.grad: Tensor | None = None  # dL/dM_t during a backward pass, (B, N, W)
         self.cursor: int | None = None  # position of the last node whose backward ran
@@ -75,6 +76,11 @@ class SparseMemoryTape:
         return _Close.apply(token, self)
 
 
+def row_norms(rows: Tensor, eps: float = 1e-6) -> Tensor:
+    """|x|_ε = sqrt(|x|² + ε) over the last axis (the norm of ``addressing.cosine_similarity``)."""
+    return torch.sqrt(torch.linalg.vector_norm(rows, dim=-1).square() + eps)
+
+
 def _token_grad(tape: SparseMemoryTape) -> Tensor:
     return torch.zeros((), dtype=tape.dtype, device=tape.device)
 
@@ -100,6 +106,8 @@ class _Write(Function):
         tape.mem.index_put_(
             (tape.batch.unsqueeze(1), indices), values.unsqueeze(-1) * add.unsqueeze(1), accumulate=True
         )  # + w^W a^T at the K_w written rows, (B, K_w, W)
+        changed = (tape.batch.unsqueeze(1), torch.cat([lru.unsqueeze(1), indices], 1))  # (B, 1 + K_w) rows
+        tape.norms[changed] = row_norms(tape.mem[changed])
         ctx.tape, ctx.position = tape, tape.next_position()
         ctx.save_for_backward(lru, indices, values, add)
         return token.new_zeros(())
@@ -139,7 +147,7 @@ class _Close(Function):
     @staticmethod
     def forward(ctx, token, tape):
         ctx.tape, ctx.position = tape, tape.next_position()
-        memory, tape.mem = tape.mem, None
+        memory, tape.mem, tape.norms = tape.mem, None, None
         return memory
 
     @staticmethod

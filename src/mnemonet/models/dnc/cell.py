@@ -185,9 +185,9 @@ class DNCCell(Cell):
             )  # fmt: skip
         else:
             self.access = MemoryAccess(
-            self.hidden_size,
-            memory_size,
-            word_size,
+                self.hidden_size,
+                memory_size,
+                word_size,
                 num_reads,
                 num_writes,
                 key_masking=key_masking,

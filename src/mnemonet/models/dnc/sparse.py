@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnemonet._checks import check_choice, check_positive, check_tensor
-from mnemonet.kernels.sparse_memory import SparseMemoryTape
+from mnemonet.kernels.sparse_memory import SparseMemoryTape, row_norms
 from mnemonet.models.dnc import addressing as A
 from mnemonet.models.dnc.interface import STRENGTHS
 
@@ -156,16 +156,30 @@ def sparse_write_weights(
     return values, indices
 
 
-def nearest(memory: Tensor, keys: Tensor, k: int, outer_eps: bool = False) -> Tensor:
-    """The K slots most cosine-similar to each key (exact top-K; the paper's approximate nearest neighbours).
+def nearest(memory: Tensor, keys: Tensor, k: int, outer_eps: bool = False, norms: Tensor | None = None) -> Tensor:
+    """The K slots most cosine-similar to each key (an exact top-K; the paper uses approximate nearest neighbours).
 
-    No gradient: which slots are chosen is discrete. Args: memory `[B, N, W]`, keys `[B, H, W]`.
+    No gradient: which slots are chosen is discrete. Without ``outer_eps`` the key's norm is a positive factor
+    per head and is left out of the ranking.
+
+    Args:
+        memory: M, `[B, N, W]`.
+        keys: `[B, H, W]`.
+        k: K.
+        outer_eps: rank by deepmind/dnc's cosine with an ε on the norm product.
+        norms: |M[i]|_ε `[B, N]` if known (the tape keeps them), else computed.
 
     Returns:
         `[B, H, K]` int64 slot indices.
     """
     with torch.no_grad():
-        return A.cosine_similarity(memory, keys, outer_eps=outer_eps).topk(k, dim=-1).indices
+        norms = row_norms(memory, A.EPSILON) if norms is None else norms  # (B, N)
+        dot = torch.bmm(memory, keys.transpose(1, 2)).transpose(1, 2)  # (B, H, N)
+        if outer_eps:
+            score = dot / (row_norms(keys, A.EPSILON).unsqueeze(-1) * norms.unsqueeze(1) + A.EPSILON)
+        else:
+            score = dot / norms.unsqueeze(1)  # cosine times |k|_ε, (B, H, N)
+        return score.topk(k, dim=-1).indices
 
 
 def sparse_read_weights(rows: Tensor, keys: Tensor, strengths: Tensor, outer_eps: bool = False) -> Tensor:
@@ -243,6 +257,8 @@ class FunctionalMemory:
     def current(self) -> Tensor:
         return self.memory
 
+    norms = None  # computed by ``nearest`` from the memory
+
     def rows(self, token: None, indices: Tensor) -> tuple[Tensor, None]:
         B = indices.shape[0]
         batch = torch.arange(B, device=indices.device).view(B, 1, 1)
@@ -276,7 +292,7 @@ def sam_step(
         state.read_weights, state.read_indices, lru, iface.write_gate, iface.interpolation_gate
     )  # w^W_t, (B, R·K + 1)
     token = memory.write(token, lru, wi, ww, iface.write_vector)  # M_t
-    idx = nearest(memory.current(), iface.read_keys, k, outer_eps)  # (B, R, K)
+    idx = nearest(memory.current(), iface.read_keys, k, outer_eps, memory.norms)  # (B, R, K)
     rows, token = memory.rows(token, idx)  # M_t at the K nearest slots, (B, R, K, W)
     wr = sparse_read_weights(rows, iface.read_keys, iface.read_strengths, outer_eps)  # w^R_t, (B, R, K)
     read_vectors = (wr.unsqueeze(-1) * rows).sum(2)  # r_t = Σ_k w^R_t(k) M_t(i_k), (B, R, W)
@@ -329,7 +345,8 @@ class SparseMemoryAccess(nn.Module):
         if not (isinstance(delta, (int, float)) and 0.0 <= delta < 1.0):
             raise ValueError(f"sparse_delta: expected a number in [0, 1), got {delta!r}")
         check_choice(strength, "strength", list(STRENGTHS))
-        self.input_size, self.memory_size, self.word_size, self.num_reads = input_size, memory_size, word_size, num_reads
+        self.input_size, self.memory_size = input_size, memory_size
+        self.word_size, self.num_reads = word_size, num_reads
         self.num_writes = 1
         self.k, self.delta, self.outer_eps, self.strength = k, float(delta), outer_eps, strength
         self.uses_fused_step = False
