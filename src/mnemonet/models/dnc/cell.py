@@ -33,7 +33,7 @@ from mnemonet.models.state import tree_map
 
 State = Any
 CONTROLLERS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
-MEMORIES = ("dense", "sam")
+MEMORIES = ("dense", "sam", "sdnc")
 
 
 class _KernelInput(NamedTuple):
@@ -98,9 +98,12 @@ class DNCCell(Cell):
             ``clip_value``), or None. Each of these four is None by default: the reference's value.
         memory: ``"dense"`` (the DNC's memory, default) or ``"sam"``: the Sparse Access Memory of Rae et al.
             (2016), K-sparse reads and writes with least-recently-used allocation (:mod:`.sparse`,
-            docs/dnc_sam.md); it takes no Csordás options, no ``link_top_k`` and one write head.
-        sparse_k: K, the non-zeros of each read weighting with ``memory="sam"``.
-        sparse_delta: δ, the access weight that counts as a use for the least-recently-used rule (``"sam"``).
+            docs/dnc_sam.md); ``"sdnc"``: SAM with the DNC's temporal link built from K-sparse weightings
+            (Rae et al.'s sparse DNC, :mod:`.sparse_temporal`). Neither takes Csordás options, ``link_top_k``
+            or more than one write head.
+        sparse_k: K, the non-zeros of each read weighting with ``memory="sam"`` or ``"sdnc"``.
+        sparse_delta: δ, the access weight that counts as a use for the least-recently-used rule.
+        sparse_link_capacity: C, the entries the SDNC's link keeps (None: 16·K²).
 
     The fused kernels cover the paper's choices; any other choice runs the readable equations.
 
@@ -129,15 +132,16 @@ class DNCCell(Cell):
         memory: str = "dense",
         sparse_k: int = 4,
         sparse_delta: float = DELTA,
+        sparse_link_capacity: int | None = None,
     ) -> None:
         super().__init__()
         check_choice(memory, "memory", MEMORIES)
-        if memory == "sam":
+        if memory != "dense":
             unused = {"num_writes": num_writes != 1, "link_top_k": link_top_k is not None, "key_masking": key_masking,
                       "deallocation": deallocation, "link_sharpness": link_sharpness}  # fmt: skip
             for name, bad in unused.items():
                 if bad:
-                    raise ValueError(f"{name}: not an option of memory='sam' (leave it at its default)")
+                    raise ValueError(f"{name}: not an option of memory={memory!r} (leave it at its default)")
         self.memory = memory
         choices = resolve_reference(
             reference,
@@ -178,10 +182,11 @@ class DNCCell(Cell):
         self.output_size = output_size
         self.controller = controller
         self.hidden_size = controller.output_size
-        if memory == "sam":
+        if memory != "dense":
             self.access: MemoryAccess | SparseMemoryAccess = SparseMemoryAccess(
                 self.hidden_size, memory_size, word_size, num_reads, sparse_k, sparse_delta,
-                outer_eps=choices["outer_eps"], strength=choices["strength"],
+                outer_eps=choices["outer_eps"], strength=choices["strength"], link=memory == "sdnc",
+                link_capacity=sparse_link_capacity,
             )  # fmt: skip
         else:
             self.access = MemoryAccess(
@@ -292,10 +297,10 @@ class DNCCell(Cell):
     def sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState] | None:
         """The ``"sequence"`` kernel over `[B, T, input_size]` (see :meth:`kernel`), else None.
 
-        With ``memory="sam"`` (full-length sequences): the steps' memory written in place
+        With ``memory="sam"`` or ``"sdnc"`` (full-length sequences): the steps' memory written in place
         (``kernels.sparse_memory``).
         """
-        if self.memory == "sam":
+        if self.memory != "dense":
             return self._sparse_sequence(x, state) if lengths is None else None
         return self._whole_sequence(x, state, lengths) if self.kernel() == "sequence" else None
 
@@ -359,6 +364,7 @@ def build_dnc(
     memory: str = "dense",
     sparse_k: int = 4,
     sparse_delta: float = DELTA,
+    sparse_link_capacity: int | None = None,
 ) -> Recurrent:
     """A DNC over sequences: ``Recurrent(DNCCell(...), batch_first=batch_first)``.
 
@@ -393,5 +399,6 @@ def build_dnc(
         memory=memory,
         sparse_k=sparse_k,
         sparse_delta=sparse_delta,
+        sparse_link_capacity=sparse_link_capacity,
     )
     return Recurrent(cell, batch_first=batch_first)

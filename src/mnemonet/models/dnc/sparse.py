@@ -1,5 +1,5 @@
 """Sparse Access Memory (SAM; Rae et al., NIPS 2016, "Scaling Memory-Augmented Neural Networks with Sparse
-Reads and Writes") as the DNC's ``memory="sam"``.
+Reads and Writes") as the DNC's ``memory="sam"``, and with the sparse temporal link as ``memory="sdnc"``.
 
 The DNC's memory touches all N slots every step (dense content weightings, allocation sorts all usages, an
 N × N link). SAM keeps M `[B, N, W]` but makes every weighting K-sparse (section 3 of the paper):
@@ -14,6 +14,10 @@ N × N link). SAM keeps M `[B, N, W]` but makes every weighting K-sparse (sectio
   recently used row is cleared) and A_t = w^W_t a_t^T, touching only the written rows.
 - usage (section 3.3): U_t(i) = the number of steps since slot i last had a non-negligible access,
   w^W_t(i) + w^R_t(i) > δ; the least recently used slot is argmax_i U_{t−1}(i) (first index on ties).
+
+The SDNC (the paper's sparse DNC) adds the DNC's temporal link, built from the K-sparse write and precedence
+weightings (:mod:`.sparse_temporal`), and reads with the DNC's modes: w^R_t = π_b b_t + π_c c_t + π_f f_t, with
+c_t SAM's K-sparse content weighting, then again K-sparse (the K largest, renormalised to their total).
 
 Weightings are (values, indices) pairs: reads `[B, R, K]`, the write `[B, R·K + 1]`; indices live in the state
 as floats like every mnemonet state (exact up to 2^24 slots in float32).
@@ -37,6 +41,7 @@ from mnemonet._checks import check_choice, check_positive, check_tensor
 from mnemonet.kernels.sparse_memory import SparseMemoryTape, row_norms
 from mnemonet.models.dnc import addressing as A
 from mnemonet.models.dnc.interface import STRENGTHS
+from mnemonet.models.dnc.sparse_temporal import sparse_directional, sparse_link_update, sparse_precedence, sparsify
 
 DELTA = 0.005
 """δ: an access of weight above δ counts as a use of the slot for the least-recently-used rule."""
@@ -51,6 +56,7 @@ class SparseInterface(NamedTuple):
         write_vector: a_t, `[B, W]`.
         write_gate: α_t ∈ [0, 1], `[B]`.
         interpolation_gate: γ_t ∈ [0, 1], `[B]`: previously read slots (1) vs the least recently used (0).
+        read_modes: π_t, `[B, R, 3]` (backward, content, forward) with the SDNC's link, else None.
     """
 
     read_keys: Tensor
@@ -58,6 +64,7 @@ class SparseInterface(NamedTuple):
     write_vector: Tensor
     write_gate: Tensor
     interpolation_gate: Tensor
+    read_modes: Tensor | None = None
 
 
 class SparseAccessState(NamedTuple):
@@ -70,6 +77,8 @@ class SparseAccessState(NamedTuple):
         read_indices: their slots, `[B, R, K]` (float).
         write_weights: w^W_t values, `[B, R·K + 1]`.
         write_indices: their slots, `[B, R·K + 1]` (float).
+        precedence_weights, precedence_indices: p̂_t, `[B, K]` each (SDNC; `[B, 0]` for SAM).
+        link_values, link_rows, link_cols: the entries of L_t, `[B, C]` each (SDNC; `[B, 0]` for SAM).
     """
 
     memory: Tensor
@@ -78,6 +87,11 @@ class SparseAccessState(NamedTuple):
     read_indices: Tensor
     write_weights: Tensor
     write_indices: Tensor
+    precedence_weights: Tensor
+    precedence_indices: Tensor
+    link_values: Tensor
+    link_rows: Tensor
+    link_cols: Tensor
 
 
 class SparseAccessInfo(NamedTuple):
@@ -93,20 +107,30 @@ class SparseAccessInfo(NamedTuple):
     least_used: Tensor
 
 
-def sparse_interface_size(word_size: int, num_reads: int) -> int:
-    """Length of SAM's ξ_t: read keys R·W, write vector W, read strengths R, gates α and γ."""
-    return num_reads * word_size + word_size + num_reads + 2
+def sparse_interface_size(word_size: int, num_reads: int, link: bool = False) -> int:
+    """Length of SAM's ξ_t: read keys R·W, write vector W, read strengths R, gates α and γ; + 3R read modes (SDNC)."""
+    return num_reads * word_size + word_size + num_reads + 2 + (3 * num_reads if link else 0)
 
 
-def split_sparse_interface(xi: Tensor, word_size: int, num_reads: int, strength: str = "oneplus") -> SparseInterface:
-    """Split ξ_t `[B, R·W + W + R + 2]` into SAM's controls (raw keys and vector, oneplus strengths, sigmoid gates)."""
+def split_sparse_interface(
+    xi: Tensor, word_size: int, num_reads: int, strength: str = "oneplus", link: bool = False
+) -> SparseInterface:
+    """Split ξ_t into SAM's controls: raw keys and write vector, oneplus strengths, sigmoid gates, softmax modes.
+
+    Args:
+        xi: `[B, sparse_interface_size(W, R, link)]`.
+        word_size, num_reads: W, R.
+        strength: ``"oneplus"`` or ``"softplus"`` read strengths.
+        link: ξ carries the SDNC's read modes.
+    """
     W, R = word_size, num_reads
-    check_tensor(xi, "xi", ("B", sparse_interface_size(W, R)))
+    check_tensor(xi, "xi", ("B", sparse_interface_size(W, R, link)))
     B = xi.shape[0]
-    keys, vector, strengths, gates = torch.split(xi, [R * W, W, R, 2], dim=-1)
+    keys, vector, strengths, gates, modes = torch.split(xi, [R * W, W, R, 2, 3 * R if link else 0], dim=-1)
     strengths = A.oneplus(strengths) if strength == "oneplus" else F.softplus(strengths)
     gates = torch.sigmoid(gates)
-    return SparseInterface(keys.reshape(B, R, W), strengths, vector, gates[:, 0], gates[:, 1])
+    modes = torch.softmax(modes.reshape(B, R, 3), dim=-1) if link else None  # (B, R, 3)
+    return SparseInterface(keys.reshape(B, R, W), strengths, vector, gates[:, 0], gates[:, 1], modes)
 
 
 def initial_sparse_state(
@@ -115,16 +139,21 @@ def initial_sparse_state(
     word_size: int,
     num_reads: int,
     k: int,
+    link_capacity: int = 0,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> SparseAccessState:
-    """Empty memory, zero usage, zero weightings (at slot 0)."""
-    B, N, W, R = batch_size, memory_size, word_size, num_reads
+    """Empty memory, zero usage, zero weightings (at slot 0); an empty link of ``link_capacity`` entries (0: SAM)."""
+    B, N, W, R, C = batch_size, memory_size, word_size, num_reads, link_capacity
+    Kp = k if C else 0
 
     def z(*shape: int) -> Tensor:
         return torch.zeros(*shape, device=device, dtype=dtype)
 
-    return SparseAccessState(z(B, N, W), z(B, N), z(B, R, k), z(B, R, k), z(B, R * k + 1), z(B, R * k + 1))
+    return SparseAccessState(
+        z(B, N, W), z(B, N), z(B, R, k), z(B, R, k), z(B, R * k + 1), z(B, R * k + 1),
+        z(B, Kp), z(B, Kp), z(B, C), z(B, C), z(B, C),
+    )  # fmt: skip
 
 
 def least_recently_used(usage: Tensor) -> Tensor:
@@ -288,18 +317,34 @@ def sam_step(
         the next token).
     """
     lru = least_recently_used(state.usage)  # I^U_t from U_{t−1}, (B,)
+    prev_idx = state.read_indices.long()
     ww, wi = sparse_write_weights(
-        state.read_weights, state.read_indices, lru, iface.write_gate, iface.interpolation_gate
+        state.read_weights, prev_idx, lru, iface.write_gate, iface.interpolation_gate
     )  # w^W_t, (B, R·K + 1)
     token = memory.write(token, lru, wi, ww, iface.write_vector)  # M_t
     idx = nearest(memory.current(), iface.read_keys, k, outer_eps, memory.norms)  # (B, R, K)
     rows, token = memory.rows(token, idx)  # M_t at the K nearest slots, (B, R, K, W)
-    wr = sparse_read_weights(rows, iface.read_keys, iface.read_strengths, outer_eps)  # w^R_t, (B, R, K)
+    wr = sparse_read_weights(rows, iface.read_keys, iface.read_strengths, outer_eps)  # c_t or w^R_t, (B, R, K)
+    dtype = state.usage.dtype
+    link = state[6:]  # p̂, L: `[B, 0]` without the SDNC's link
+    if iface.read_modes is not None:  # SDNC: the link, then w^R_t = π_b b + π_c c + π_f f, K-sparse
+        N = state.usage.shape[-1]
+        w_hat, w_hat_idx = sparsify(ww, wi, k, N)  # ŵ_t, (B, K)
+        p_idx, l_rows, l_cols = (state.precedence_indices.long(), state.link_rows.long(), state.link_cols.long())
+        lv, lr, lc = sparse_link_update(
+            state.link_values, l_rows, l_cols, w_hat, w_hat_idx, state.precedence_weights, p_idx
+        )  # L_t
+        p, p_i = sparse_precedence(state.precedence_weights, p_idx, w_hat, w_hat_idx, N)  # p̂_t
+        fv, fi, bv, bi = sparse_directional(lv, lr, lc, state.read_weights, prev_idx)  # (B, R, C) each
+        pi = iface.read_modes.unsqueeze(-1)  # (B, R, 3, 1)
+        values = torch.cat([pi[:, :, 0] * bv, pi[:, :, 1] * wr, pi[:, :, 2] * fv], -1)  # (B, R, 2C + K)
+        wr, idx = sparsify(values, torch.cat([bi, idx, fi], -1), k, N)  # w^R_t, (B, R, K)
+        rows, token = memory.rows(token, idx)
+        link = (p, p_i.to(dtype), lv, lr.to(dtype), lc.to(dtype))
     read_vectors = (wr.unsqueeze(-1) * rows).sum(2)  # r_t = Σ_k w^R_t(k) M_t(i_k), (B, R, W)
     usage = sparse_usage(state.usage, ww, wi, wr, idx, delta)  # U_t
-    dtype = state.usage.dtype
     new_memory = memory.memory if isinstance(memory, FunctionalMemory) else token
-    new = SparseAccessState(new_memory, usage, wr, idx.to(dtype), ww, wi.to(dtype))
+    new = SparseAccessState(new_memory, usage, wr, idx.to(dtype), ww, wi.to(dtype), *link)
     info = SparseAccessInfo(
         ww, wi.to(dtype), wr, idx.to(dtype), usage, iface.write_gate, iface.interpolation_gate, lru.to(dtype)
     )
@@ -318,6 +363,8 @@ class SparseMemoryAccess(nn.Module):
         delta: δ of the least-recently-used rule.
         outer_eps: deepmind/dnc's ε in the cosine similarity.
         strength: ``"oneplus"`` or ``"softplus"`` read strengths.
+        link: the SDNC's sparse temporal link and read modes (``memory="sdnc"``).
+        link_capacity: C, the entries the link keeps (default 16·K²).
     """
 
     def __init__(
@@ -330,6 +377,8 @@ class SparseMemoryAccess(nn.Module):
         delta: float = DELTA,
         outer_eps: bool = False,
         strength: str = "oneplus",
+        link: bool = False,
+        link_capacity: int | None = None,
     ) -> None:
         super().__init__()
         for value, name in [
@@ -340,6 +389,9 @@ class SparseMemoryAccess(nn.Module):
             (k, "sparse_k"),
         ]:
             check_positive(value, name)
+        link_capacity = 16 * k * k if link_capacity is None else link_capacity
+        if link:
+            check_positive(link_capacity, "sparse_link_capacity")
         if k > memory_size:
             raise ValueError(f"sparse_k: expected at most memory_size = {memory_size}, got {k}")
         if not (isinstance(delta, (int, float)) and 0.0 <= delta < 1.0):
@@ -349,13 +401,15 @@ class SparseMemoryAccess(nn.Module):
         self.word_size, self.num_reads = word_size, num_reads
         self.num_writes = 1
         self.k, self.delta, self.outer_eps, self.strength = k, float(delta), outer_eps, strength
+        self.link, self.link_capacity = link, link_capacity if link else 0
         self.uses_fused_step = False
-        self.interface = nn.Linear(input_size, sparse_interface_size(word_size, num_reads))
+        self.interface = nn.Linear(input_size, sparse_interface_size(word_size, num_reads, link))
 
     def extra_repr(self) -> str:
         return (
             f"input_size={self.input_size}, memory_size={self.memory_size}, word_size={self.word_size}, "
             f"num_reads={self.num_reads}, sparse_k={self.k}"
+            + (f", link_capacity={self.link_capacity}" if self.link else "")
         )
 
     def initial_state(
@@ -364,13 +418,13 @@ class SparseMemoryAccess(nn.Module):
         """Empty memory for ``batch_size`` sequences."""
         ref = self.interface.weight
         return initial_sparse_state(
-            batch_size, self.memory_size, self.word_size, self.num_reads, self.k,
+            batch_size, self.memory_size, self.word_size, self.num_reads, self.k, self.link_capacity,
             device=device or ref.device, dtype=dtype or ref.dtype,
         )  # fmt: skip
 
     def split(self, h: Tensor) -> SparseInterface:
         """ξ_t = W_ξ h_t + b split into SAM's controls."""
-        return split_sparse_interface(self.interface(h), self.word_size, self.num_reads, self.strength)
+        return split_sparse_interface(self.interface(h), self.word_size, self.num_reads, self.strength, self.link)
 
     def forward(self, h, state, with_info=False, projection=None, tape=None):
         """One SAM step driven by h `[B, input_size]`: (r_t `[B, R, W]`, new state, info or None).
@@ -379,7 +433,7 @@ class SparseMemoryAccess(nn.Module):
         the step writes the tape in place; otherwise the step is out of place.
         """
         xi = self.interface(h) if projection is None else projection(h, self.interface.bias)
-        iface = split_sparse_interface(xi, self.word_size, self.num_reads, self.strength)
+        iface = split_sparse_interface(xi, self.word_size, self.num_reads, self.strength, self.link)
         if tape is None:
             memory, token = FunctionalMemory(state.memory), None
         else:
