@@ -1,5 +1,6 @@
-"""SAM (Rae et al. 2016) as the DNC's ``memory="sam"``: a NumPy step from the paper's equations, the in-place
-sequence path against the out-of-place step, gradcheck, a hand-built LRU scenario, shapes and bad arguments."""
+"""SAM and the SDNC (Rae et al. 2016) as the DNC's ``memory="sam"`` / ``"sdnc"``: NumPy steps from the paper's
+equations, the in-place sequence path against the out-of-place step, gradcheck, a hand-built LRU scenario, shapes
+and bad arguments."""
 
 import numpy as np
 import pytest
@@ -101,6 +102,93 @@ def test_sam_steps_match_numpy(in_place):
         np.testing.assert_allclose(dense_write(state).numpy(), ww, atol=1e-12)
 
 
+def topk_renormalised(v, k):
+    """Keep the K largest entries of a dense weighting, rescaled to its total (the SDNC's sparsification)."""
+    top = np.argsort(-v, kind="stable")[:k]
+    out = np.zeros_like(v)
+    out[top] = v[top] * (v.sum() / v[top].sum() if v[top].sum() > 0 else 0.0)
+    return out
+
+
+def numpy_sdnc_step(M, U, wr_prev, p_prev, L, keys, beta, add, alpha, gamma, modes, k, delta):
+    """One SDNC step on dense arrays: SAM's write (eq. 4, 5), then the DNC's link and precedence from the
+    K-sparse ŵ = topK(w^W) and p̂ (L[i, j] = (1 − ŵ[i] − ŵ[j]) L[i, j] + ŵ[i] p̂_{t−1}[j], zero diagonal;
+    p̂_t = topK((1 − Σŵ) p̂_{t−1} + ŵ)), f = L w^R_{t−1}, b = L^T w^R_{t−1}, c = softmax over the K nearest,
+    w^R = topK(π_b b + π_c c + π_f f); r = w^R M; the usage rule. Dense weightings throughout: wr_prev `[B, R, N]`."""
+    M, U, L = M.copy(), U.copy(), L.copy()
+    Bn, Nn, _ = M.shape
+    Rn = keys.shape[1]
+    reads, w_read, p_new = np.zeros((Bn, Rn, M.shape[2])), np.zeros((Bn, Rn, Nn)), np.zeros((Bn, Nn))
+    for b in range(Bn):
+        lru = int(np.argmax(U[b]))
+        w = alpha[b] * gamma[b] * wr_prev[b].sum(0) / Rn
+        w[lru] += alpha[b] * (1 - gamma[b])
+        M[b, lru] = 0.0
+        M[b] += np.outer(w, add[b])
+        w_hat = topk_renormalised(w, k)
+        L[b] = (1 - w_hat[:, None] - w_hat[None, :]) * L[b] + np.outer(w_hat, p_prev[b])
+        np.fill_diagonal(L[b], 0.0)
+        p_new[b] = topk_renormalised((1 - w_hat.sum()) * p_prev[b] + w_hat, k)
+        access = w.copy()
+        for r in range(Rn):
+            key = keys[b, r]
+            cos = M[b] @ key / (np.sqrt(key @ key + 1e-6) * np.sqrt((M[b] ** 2).sum(1) + 1e-6))
+            top = np.argsort(-cos, kind="stable")[:k]
+            c = np.zeros(Nn)
+            e = np.exp(beta[b, r] * cos[top] - (beta[b, r] * cos[top]).max())
+            c[top] = e / e.sum()
+            f, bk = L[b] @ wr_prev[b, r], L[b].T @ wr_prev[b, r]
+            w_read[b, r] = topk_renormalised(modes[b, r, 0] * bk + modes[b, r, 1] * c + modes[b, r, 2] * f, k)
+            reads[b, r] = w_read[b, r] @ M[b]
+            access += w_read[b, r]
+        U[b] = np.where(access > delta, 0.0, U[b] + 1.0)
+    return reads, M, U, w_read, p_new, L
+
+
+def densify(values, indices, n=N):
+    return torch.zeros(*values.shape[:-1], n, dtype=D).scatter_add(-1, indices.long(), values).numpy()
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_sdnc_steps_match_numpy(in_place):
+    access = SparseMemoryAccess(H, N, W, R, k=K, delta=0.01, link=True).double()
+    state = random_state(access)
+    g = torch.Generator().manual_seed(2)
+    tape, token = SparseMemoryTape.open(state.memory) if in_place else (None, None)
+    M, U = state.memory.numpy(), state.usage.numpy()
+    wr, p, L = densify(state.read_weights, state.read_indices), np.zeros((B, N)), np.zeros((B, N, N))
+    for _ in range(4):
+        xi = torch.randn(B, sparse_interface_size(W, R, link=True), generator=g, dtype=D) * 2
+        iface = split_sparse_interface(xi, W, R, link=True)
+        memory = tape if in_place else FunctionalMemory(state.memory)
+        r, state, _info, token = sam_step(iface, state._replace(memory=token), K, memory, token, delta=0.01)
+        n = [t.numpy() for t in (iface.read_keys, iface.read_strengths, iface.write_vector)]
+        gates = (iface.write_gate.numpy(), iface.interpolation_gate.numpy(), iface.read_modes.numpy())
+        r_ref, M, U, wr, p, L = numpy_sdnc_step(M, U, wr, p, L, *n, *gates, K, 0.01)
+        current = tape.current() if in_place else state.memory
+        np.testing.assert_allclose(r.numpy(), r_ref, atol=1e-12)
+        np.testing.assert_allclose(current.numpy(), M, atol=1e-12)
+        np.testing.assert_allclose(state.usage.numpy(), U)
+        np.testing.assert_allclose(densify(state.read_weights, state.read_indices), wr, atol=1e-12)
+        np.testing.assert_allclose(densify(state.precedence_weights, state.precedence_indices), p, atol=1e-12)
+        rows_cols = state.link_rows.long() * N + state.link_cols.long()
+        np.testing.assert_allclose(densify(state.link_values, rows_cols, N * N).reshape(B, N, N), L, atol=1e-12)
+    assert (L != 0).sum() > B * K  # the link has been used
+
+
+def test_sdnc_link_keeps_only_its_capacity():
+    """A capacity below the link's non-zeros drops the smallest entries: still a valid (non-negative) link."""
+    access = SparseMemoryAccess(H, N, W, R, k=K, link=True, link_capacity=5).double()
+    state = random_state(access)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        iface = split_sparse_interface(torch.randn(B, access.interface.out_features, generator=g, dtype=D), W, R,
+                                       link=True)  # fmt: skip
+        _r, state, _i, _t = sam_step(iface, state, K, FunctionalMemory(state.memory))
+    assert state.link_values.shape == (B, 5) and (state.link_values >= 0).all()
+    assert (state.link_values > 0).sum() == B * 5
+
+
 def _run(model, x, M0, kernels_on):
     with kernels.enabled(kernels_on):
         s = model.initial_state(x.shape[0], dtype=D)
@@ -109,9 +197,10 @@ def _run(model, x, M0, kernels_on):
     return y, final
 
 
-def test_in_place_sequence_equals_out_of_place_steps_values_and_gradients():
+@pytest.mark.parametrize("memory", ["sam", "sdnc"])
+def test_in_place_sequence_equals_out_of_place_steps_values_and_gradients(memory):
     torch.manual_seed(0)
-    model = build_dnc(**SIZES, memory="sam", sparse_k=K).double()
+    model = build_dnc(**SIZES, memory=memory, sparse_k=K).double()
     x = torch.randn(B, 6, 4, dtype=D)
     M_init = torch.randn(B, N, W, dtype=D)
     results = []
@@ -125,11 +214,11 @@ def test_in_place_sequence_equals_out_of_place_steps_values_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("in_place", [True, False])
-def test_gradcheck_through_a_sequence(in_place):
+@pytest.mark.parametrize(("memory", "in_place"), [("sam", True), ("sam", False), ("sdnc", True)])
+def test_gradcheck_through_a_sequence(memory, in_place):
     torch.manual_seed(0)
-    model = build_dnc(**{**SIZES, "memory_size": 6, "hidden_size": 5}, memory="sam", sparse_k=2).double()
-    x = torch.randn(2, 4, 4, dtype=D, requires_grad=True)
+    model = build_dnc(**{**SIZES, "memory_size": 6, "hidden_size": 5}, memory=memory, sparse_k=2).double()
+    x = torch.randn(2, 3, 4, dtype=D, requires_grad=True)
     M0 = torch.randn(2, 6, W, dtype=D, requires_grad=True)
 
     def f(x, M0):
@@ -194,6 +283,8 @@ def test_shapes_state_round_trip_trace_and_repr():
         ({"memory": "sam", "link_top_k": 4}, "link_top_k"),
         ({"memory": "sam", "num_writes": 2}, "num_writes"),
         ({"memory": "sam", "key_masking": True}, "key_masking"),
+        ({"memory": "sdnc", "link_sharpness": True}, "link_sharpness"),
+        ({"memory": "sdnc", "sparse_link_capacity": 0}, "sparse_link_capacity"),
     ],
 )
 def test_bad_arguments_name_the_argument(kw, name):
