@@ -1,17 +1,18 @@
-"""SAM (``memory="sam"``) against the dense DNC: time and memory of one forward + backward per step, N = 1k ... 64k.
+"""SAM and SDNC (``memory="sam"``, ``"sdnc"``) against the dense DNC: time and memory of forward + backward per step.
 
-Configuration: B = 16, W = 32, R = 4 read heads, K = ``--k`` (4), an LSTM controller of 64, input = output = 8,
-T = ``--steps`` (8) steps; one call = forward over T steps, a squared-output loss, backward. Each (memory, N) runs in
-a fresh subprocess with ``torch.set_num_threads(1)``: the median of ``--repeats`` calls after one warm-up, divided
-by T, and the peak resident memory of the timed calls above the resident memory before them (Linux VmHWM after
-a reset through /proc/self/clear_refs, ``common.peak_above_baseline``). The dense DNC keeps an N × N link per
-batch element and step for backpropagation, so it runs only where its estimated peak (its measured peak at the
-smallest N, scaled by N²) stays under ``--limit-mib``; larger N are marked skipped rather than run.
+N = 1k ... 64k. Configuration: B = 16, W = 32, R = 4 read heads, K = ``--k`` (4), an LSTM controller of 64,
+input = output = 8, T = ``--steps`` (8) steps; one call = forward over T steps, a squared-output loss,
+backward. Each (memory, N) runs in a fresh subprocess with ``torch.set_num_threads(1)``: the median of
+``--repeats`` calls after one warm-up, divided by T, and the peak resident memory of the timed calls above the
+resident memory before them (Linux VmHWM after a reset through /proc/self/clear_refs,
+``common.peak_above_baseline``). The dense DNC keeps an N × N link per batch element and step for
+backpropagation, so it runs only where its estimated peak (its measured peak at the smallest N, scaled by N²)
+stays under ``--limit-mib``; larger N are marked skipped rather than run.
 
     python benchmarks/bench_sam.py [--sizes 1024,4096,16384,65536] [--steps 8] [--repeats 3] [--k 4]
 
-The checks printed at the end: SAM's peak at the largest N under 1 GiB, and its time per step growing
-sublinearly in N (time ratio largest/smallest N below the ratio of the N).
+The checks printed at the end, for SAM and SDNC: the peak at the largest N under 1 GiB, and the time per step
+growing sublinearly in N (time ratio largest/smallest N below the ratio of the N).
 """
 
 from __future__ import annotations
@@ -90,13 +91,13 @@ def main() -> None:
         sizes = parse_positive_ints(args.sizes, "--sizes", "1024,4096")
     except ValueError as err:
         parser.error(str(err))
-    print(header("SAM vs dense DNC: forward + backward per step, one process per row", "1"))
+    print(header("SAM and SDNC vs the dense DNC: forward + backward per step, one process per row", "1"))
     print(f"B={B} W={W} R={R} hidden={HIDDEN} T={args.steps} K={args.k} repeats={args.repeats} (median)")
     print(f"{'N':>6} {'memory':>6} {'ms/step':>9} {'peak MiB':>9}")
     results: dict[tuple[str, int], dict] = {}
     dense_peak_at: tuple[int, float] | None = None
     for n in sizes:
-        for memory in ("dense", "sam"):
+        for memory in ("dense", "sam", "sdnc"):
             if memory == "dense" and dense_peak_at is not None:
                 n0, peak0 = dense_peak_at
                 estimate = peak0 * (n / n0) ** 2
@@ -113,19 +114,24 @@ def main() -> None:
                 dense_peak_at = (n, r["peak_mib"])
             print(f"{n:6d} {memory:>6} {r['ms_per_step']:9.2f} {r['peak_mib']:9.1f}", flush=True)
     lo, hi = sizes[0], sizes[-1]
-    if ("sam", lo) in results and ("sam", hi) in results:
-        ratio = results["sam", hi]["ms_per_step"] / results["sam", lo]["ms_per_step"]
+    for memory in ("sam", "sdnc"):
+        if (memory, lo) not in results or (memory, hi) not in results:
+            continue
+        ratio = results[memory, hi]["ms_per_step"] / results[memory, lo]["ms_per_step"]
         verdict = "sublinear" if ratio < hi / lo else "NOT sublinear"
-        print(f"SAM time per step N={hi} / N={lo}: {ratio:.1f}x for {hi / lo:.0f}x the slots: {verdict}")
-        peak = results["sam", hi]["peak_mib"]
-        print(f"SAM peak at N={hi}, B={B}: {peak:.0f} MiB: {'fits' if peak < 1024 else 'DOES NOT fit'} in 1 GiB")
+        peak = results[memory, hi]["peak_mib"]
+        print(
+            f"{memory}: time per step N={hi} / N={lo} = {ratio:.1f}x for {hi / lo:.0f}x the slots ({verdict}); "
+            f"peak at N={hi}, B={B}: {peak:.0f} MiB ({'fits' if peak < 1024 else 'DOES NOT fit'} in 1 GiB)"
+        )
     for n in sizes:
-        if ("dense", n) in results and ("sam", n) in results:
-            d, s = results["dense", n], results["sam", n]
-            print(
-                f"N={n}: dense/SAM time {d['ms_per_step'] / s['ms_per_step']:.1f}x, "
-                f"memory {d['peak_mib'] / max(s['peak_mib'], 1e-9):.1f}x"
-            )
+        for memory in ("sam", "sdnc"):
+            if ("dense", n) in results and (memory, n) in results:
+                d, s = results["dense", n], results[memory, n]
+                print(
+                    f"N={n}: dense/{memory} time {d['ms_per_step'] / s['ms_per_step']:.1f}x, "
+                    f"memory {d['peak_mib'] / max(s['peak_mib'], 1e-9):.1f}x"
+                )
 
 
 if __name__ == "__main__":
