@@ -35,12 +35,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from common import header, interleaved_runs, paired_ratio, peak_above_baseline
+from common import header, interleaved_runs, median_time_and_peak, paired_ratio
 from mnemonet._checks import parse_positive_ints
 from mnemonet.models.dnc import build_dnc
 from mnemonet.training.device import DEFAULT_THREADS
@@ -122,17 +121,8 @@ def one_config(n: int, b: int, steps: int, sparse: int | None, repeats: int) -> 
     )
     x, target = torch.randn(b, steps, IO), torch.randn(b, steps, IO)
     step = train_step(model, torch.optim.Adam(model.parameters()), x, target)
-
-    def timed() -> list[float]:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        return sorted(times)
-
-    times, peak_mib = peak_above_baseline(timed)
-    return {"ms": times[len(times) // 2] * 1e3, "peak_mib": peak_mib}
+    seconds, peak_mib = median_time_and_peak(step, repeats)
+    return {"ms": seconds * 1e3, "peak_mib": peak_mib}
 
 
 def scaling(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ input = output = 8, T = ``--steps`` (8) steps; one call = forward over T steps, 
 backward. Each (memory, N) runs in a fresh subprocess with ``torch.set_num_threads(1)``: the median of
 ``--repeats`` calls after one warm-up, divided by T, and the peak resident memory of the timed calls above the
 resident memory before them (Linux VmHWM after a reset through /proc/self/clear_refs,
-``common.peak_above_baseline``). The dense DNC keeps an N × N link per batch element and step for
+``common.median_time_and_peak``). The dense DNC keeps an N × N link per batch element and step for
 backpropagation, so it runs only where its estimated peak (its measured peak at the smallest N, scaled by N²)
 stays under ``--limit-mib``; larger N are marked skipped rather than run.
 
@@ -22,11 +22,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import torch
 
-from common import header, peak_above_baseline
+from common import header, median_time_and_peak
 from mnemonet._checks import parse_positive_ints
 from mnemonet.models.dnc import build_dnc
 
@@ -48,17 +47,8 @@ def one_config(memory: str, n: int, steps: int, repeats: int, k: int) -> dict:
         y.square().mean().backward()
 
     call()  # warm-up
-
-    def timed() -> list[float]:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        return sorted(times)
-
-    times, peak_mib = peak_above_baseline(timed)
-    return {"ms_per_step": times[len(times) // 2] * 1e3 / steps, "peak_mib": peak_mib}
+    seconds, peak_mib = median_time_and_peak(call, repeats)
+    return {"ms_per_step": seconds * 1e3 / steps, "peak_mib": peak_mib}
 
 
 def run_child(memory: str, n: int, args: argparse.Namespace) -> dict | str:

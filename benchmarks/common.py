@@ -93,3 +93,18 @@ def peak_above_baseline(fn: Callable[[], object]) -> tuple[object, float]:
     out = fn()
     peak = status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return out, ((peak or 0) - (base or 0)) / 1024
+
+
+def median_time_and_peak(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median seconds of ``repeats`` calls of ``fn`` and their peak resident memory above the baseline, in MiB."""
+
+    def timed() -> list[float]:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return times
+
+    times, peak_mib = peak_above_baseline(timed)
+    return statistics.median(times), peak_mib
