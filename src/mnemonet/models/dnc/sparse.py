@@ -203,7 +203,7 @@ def nearest(memory: Tensor, keys: Tensor, k: int, outer_eps: bool = False, norms
     """
     with torch.no_grad():
         norms = row_norms(memory, A.EPSILON) if norms is None else norms  # (B, N)
-        dot = torch.bmm(memory, keys.transpose(1, 2)).transpose(1, 2)  # (B, H, N)
+        dot = torch.bmm(keys, memory.transpose(1, 2))  # (B, H, N)
         if outer_eps:
             score = dot / (row_norms(keys, A.EPSILON).unsqueeze(-1) * norms.unsqueeze(1) + A.EPSILON)
         else:
