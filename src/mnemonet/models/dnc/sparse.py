@@ -326,21 +326,11 @@ def sam_step(
     rows, token = memory.rows(token, idx)  # M_t at the K nearest slots, (B, R, K, W)
     wr = sparse_read_weights(rows, iface.read_keys, iface.read_strengths, outer_eps)  # c_t or w^R_t, (B, R, K)
     dtype = state.usage.dtype
-    link = state[6:]  # p̂, L: `[B, 0]` without the SDNC's link
+    link = state[SparseAccessState._fields.index("precedence_weights") :]  # p̂, L (`[B, 0]` for SAM)
     if iface.read_modes is not None:  # SDNC: the link, then w^R_t = π_b b + π_c c + π_f f, K-sparse
-        N = state.usage.shape[-1]
-        w_hat, w_hat_idx = sparsify(ww, wi, k, N)  # ŵ_t, (B, K)
-        p_idx, l_rows, l_cols = (state.precedence_indices.long(), state.link_rows.long(), state.link_cols.long())
-        lv, lr, lc = sparse_link_update(
-            state.link_values, l_rows, l_cols, w_hat, w_hat_idx, state.precedence_weights, p_idx
-        )  # L_t
-        p, p_i = sparse_precedence(state.precedence_weights, p_idx, w_hat, w_hat_idx, N)  # p̂_t
-        fv, fi, bv, bi = sparse_directional(lv, lr, lc, state.read_weights, prev_idx)  # (B, R, C) each
-        pi = iface.read_modes.unsqueeze(-1)  # (B, R, 3, 1)
-        values = torch.cat([pi[:, :, 0] * bv, pi[:, :, 1] * wr, pi[:, :, 2] * fv], -1)  # (B, R, 2C + K)
-        wr, idx = sparsify(values, torch.cat([bi, idx, fi], -1), k, N)  # w^R_t, (B, R, K)
+        wr, idx, link = sdnc_read_weights(state, iface.read_modes, ww, wi, wr, idx, k)
+        link = tuple(t.to(dtype) for t in link)
         rows, token = memory.rows(token, idx)
-        link = (p, p_i.to(dtype), lv, lr.to(dtype), lc.to(dtype))
     read_vectors = (wr.unsqueeze(-1) * rows).sum(2)  # r_t = Σ_k w^R_t(k) M_t(i_k), (B, R, W)
     usage = sparse_usage(state.usage, ww, wi, wr, idx, delta)  # U_t
     new_memory = memory.memory if isinstance(memory, FunctionalMemory) else token
@@ -349,6 +339,39 @@ def sam_step(
         ww, wi.to(dtype), wr, idx.to(dtype), usage, iface.write_gate, iface.interpolation_gate, lru.to(dtype)
     )
     return read_vectors, new, info, token
+
+
+def sdnc_read_weights(
+    state: SparseAccessState,
+    read_modes: Tensor,
+    write_values: Tensor,
+    write_indices: Tensor,
+    content: Tensor,
+    content_indices: Tensor,
+    k: int,
+) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+    """The SDNC's link update and read weighting w^R_t = sparsify_K(π_b b_t + π_c c_t + π_f f_t).
+
+    Args:
+        state: the previous state (its p̂_{t−1}, L_{t−1} and w^R_{t−1}).
+        read_modes: π_t, `[B, R, 3]` (backward, content, forward).
+        write_values, write_indices: w^W_t, `[B, E]` each (int64 indices).
+        content, content_indices: c_t, SAM's K-sparse content weighting, `[B, R, K]` each.
+        k: K.
+
+    Returns:
+        (w^R_t values `[B, R, K]`, int64 slots `[B, R, K]`, (p̂_t values, p̂_t slots, L_t values, rows, cols)).
+    """
+    N = state.usage.shape[-1]
+    w_hat, w_hat_idx = sparsify(write_values, write_indices, k, N)  # ŵ_t, (B, K)
+    p_idx, rows, cols = state.precedence_indices.long(), state.link_rows.long(), state.link_cols.long()
+    lv, lr, lc = sparse_link_update(state.link_values, rows, cols, w_hat, w_hat_idx, state.precedence_weights, p_idx)
+    p, p_i = sparse_precedence(state.precedence_weights, p_idx, w_hat, w_hat_idx, N)  # p̂_t
+    fv, fi, bv, bi = sparse_directional(lv, lr, lc, state.read_weights, state.read_indices.long())  # (B, R, C)
+    pi = read_modes.unsqueeze(-1)  # (B, R, 3, 1)
+    values = torch.cat([pi[:, :, 0] * bv, pi[:, :, 1] * content, pi[:, :, 2] * fv], -1)  # (B, R, 2C + K)
+    wr, idx = sparsify(values, torch.cat([bi, content_indices, fi], -1), k, N)  # (B, R, K)
+    return wr, idx, (p, p_i, lv, lr, lc)
 
 
 class SparseMemoryAccess(nn.Module):
