@@ -31,6 +31,7 @@ scan) is listed in docs/dnc_sam.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -449,7 +450,14 @@ class SparseMemoryAccess(nn.Module):
         """ξ_t = W_ξ h_t + b split into SAM's controls."""
         return split_sparse_interface(self.interface(h), self.word_size, self.num_reads, self.strength, self.link)
 
-    def forward(self, h, state, with_info=False, projection=None, tape=None):
+    def forward(
+        self,
+        h: Tensor,
+        state: SparseAccessState,
+        with_info: bool = False,
+        projection: Callable[[Tensor, Tensor | None], Tensor] | None = None,
+        tape: SparseMemoryTape | None = None,
+    ) -> tuple[Tensor, SparseAccessState, SparseAccessInfo | None]:
         """One SAM step driven by h `[B, input_size]`: (r_t `[B, R, W]`, new state, info or None).
 
         With ``tape`` (a ``SparseMemoryTape`` opened by :meth:`open`), ``state.memory`` is the tape's token and
