@@ -57,8 +57,12 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "LSTM": (DIGITS["LSTM"], []),
     "RIMs (all active)": (ALL, []),
     "RIMs": (DIGITS["RIMs"], []),
-    "RIMs, init torch": (DIGITS["RIMs"], ["model.init=torch"]),
+    "RIMs, official init": (DIGITS["RIMs"], ["model.init=official"]),
 }  # fmt: skip
+
+
+# arms shown with more than seed 0
+SEEDS: dict[str, tuple[int, ...]] = {"RIMs, official init": (0, 1, 2)}
 
 
 def arm_slug(arm: str) -> str:
@@ -146,11 +150,11 @@ def ablation_table(records: list[dict]) -> str:
         preset, overrides = ABLATIONS[r["arm"]]
         acc = r["accuracy"]
         rows.append([
-            r["arm"], f"`{preset}`" + "".join(f" `{o}`" for o in overrides), f"{r['params']:,}",
+            r["arm"], r["seed"], f"`{preset}`" + "".join(f" `{o}`" for o in overrides), f"{r['params']:,}",
             f"{100 * acc[CLEAN[0]]:.1f}", f"{100 * acc[NOISY[0]]:.1f}",
             "–" if r["shift"] is None else f"{100 * r['shift']:.1f}", f"{r['seconds']:.0f}",
         ])  # fmt: skip
-    headers = ["arm (seed 0)", "preset and overrides", "params", "8x8 clean", f"8x8 + noise {NOISE}",
+    headers = ["arm", "seed", "preset and overrides", "params", "8x8 clean", f"8x8 + noise {NOISE}",
                "active set changed (%)", "train s"]  # fmt: skip
     return markdown_table(headers, rows)
 
@@ -161,22 +165,25 @@ def probe_table(records: list[dict]) -> str:
     rows = []
     for r in records:
         p = probe(r["run"])
-        rows.append([r["arm"], *(f"{100 * p[k]:.1f}" if k in p else "–" for k in keys)])
-    headers = ["arm (seed 0)", "clean", "noise everywhere", "noise on background (zero) pixels only",
+        rows.append([r["arm"], r["seed"], *(f"{100 * p[k]:.1f}" if k in p else "–" for k in keys)])
+    headers = ["arm", "seed", "clean", "noise everywhere", "noise on background (zero) pixels only",
                "noise on strokes only", "attention weights clean, values noisy",
                "attention weights noisy, values clean"]  # fmt: skip
     return markdown_table(headers, rows)
 
 
-def finished(arms=None, seeds=(0,)) -> list[dict]:
-    """Records of the finished runs among ``arms`` (default: all), scoring any not yet scored."""
-    return [run(a, s) for a in (arms or ABLATIONS) for s in seeds if is_done(a, s)]
+def finished(arms=None, seeds=None) -> list[dict]:
+    """Records of the finished runs among ``arms`` (default: all) and ``seeds`` (default: seed 0, and every
+    seed of the arms in ``SEEDS``), scoring any not yet scored."""
+    return [
+        run(a, s) for a in (arms or ABLATIONS) for s in (seeds or SEEDS.get(a, (0,))) if is_done(a, s)
+    ]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("arms", nargs="*", help="arms to run (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 (with --table: as the page)")
     parser.add_argument("--table", action="store_true", help="print the tables of finished runs; train nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -185,7 +192,7 @@ def main() -> None:
         print(ablation_table(records), probe_table(records), sep="\n\n")
         return
     for arm in args.arms or ABLATIONS:
-        for seed in args.seeds:
+        for seed in args.seeds or [0]:
             run(arm, seed)
 
 
