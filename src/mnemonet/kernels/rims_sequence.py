@@ -1,0 +1,320 @@
+"""A whole-sequence RIMs kernel: eqs. (2)-(7) of Goyal et al. 2019 for all T steps as one autograd node.
+
+At the sizes of the -small presets (6 modules of 16 units) a RIMs step is some forty small ops, and autograd's
+record of each op (and the node it runs in backward) costs more than the arithmetic. :class:`RIMsSequence`
+runs the time loop with plain tensor ops into per-sequence buffers and has a hand-written backward that
+walks the steps in reverse; every weight gradient is one matmul over all T·B rows after the loop.
+
+What the caller computes before (with autograd, once per sequence): the input keys (pre-scaled by
+1/sqrt(d_k)) and ``U_{t,k} = (V_t ⊙ δ_{t,k}) W_ih[k]``, the input gates of every module as if it read
+the input with attention 1. With one input head and one input source (RIMs), the read is
+``A_k = α_k V ⊙ δ_k`` (δ: the dropout noise of the read), so ``A_k W_ih[k] = α_k U_k``: the largest
+matmul of the step moves out of the loop. Layout inside: module-major, `[n, T, B, ...]`, so each grouped
+map is one ``bmm`` over modules and each weight gradient one ``bmm`` over all steps.
+
+Per step, with p the attention on the input (``1 − p`` on null), m the active set (eq. 5):
+
+    gates = b + p U_t + h W_hh;  (h̃, c̃) = LSTM(gates, c)            (eq. 6, ``lstm_step.lstm_cell_forward``)
+    o = offered (h̃, or where(m, h̃, h)); [q k v] = o W_qkv          (eq. 7)
+    C = softmax(q k^T / sqrt(d_c)) v;  out = σ(C W_g + b_g) ⊙ tanh((C W_o + b_o) ⊙ δ')
+    h' = where(m, where(m, h̃, h) + out, h),  c' = where(m, c̃, c)
+
+Padded rows are rows with no active module, so they keep their state (the caller zeroes their outputs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from mnemonet.kernels.lstm_step import GateGradViews, GateViews, lstm_cell_backward, lstm_cell_forward
+from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD_INTO
+from mnemonet.kernels.tricks import per_step as _per_step
+
+
+class RIMsOptions(NamedTuple):
+    """The non-tensor settings of :class:`RIMsSequence`.
+
+    Attributes:
+        k: number of active modules per step.
+        comm_heads: H_c.
+        comm_key_size: d_c (keys and queries).
+        comm_value_size: value size of the communication attention.
+        by_score: select by the input score (``selection="score"``) instead of least attention on null.
+        proposed: inactive modules offer their would-be update (``inactive_comm="proposed"``) rather than
+            their kept state.
+    """
+
+    k: int
+    comm_heads: int
+    comm_key_size: int
+    comm_value_size: int
+    by_score: bool
+    proposed: bool
+
+
+def _softmax(x: Tensor) -> Tensor:
+    """Softmax over the last axis, written out: torch's kernel is slow for rows of a few entries."""
+    e = torch.sub(x, x.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
+
+def select(score: Tensor, k: int, real: Tensor | None) -> Tensor:
+    """Eq. (5): `[B, n]` bool, the k largest scores of each row (ties to the lower index), none in padded rows."""
+    B, n = score.shape
+    if k == n:
+        active = torch.ones(B, n, dtype=torch.bool, device=score.device)
+    else:
+        idx = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :k]  # (B, k)
+        active = torch.zeros(B, n, dtype=torch.bool, device=score.device).scatter_(1, idx, True)
+    return active if real is None else active.logical_and_(real.unsqueeze(1))
+
+
+class _Buffers(NamedTuple):
+    """Per-sequence buffers, module-major: `[n, T(+1), B, ...]`."""
+
+    h: Tensor  # h_0..h_T, (n, T + 1, B, hs)
+    c: Tensor  # c_0..c_T
+    gates: Tensor  # (n, T, B, 4 hs)
+    sig: Tensor  # σ of the gates (σ(2 a_g) in the g block)
+    g: Tensor  # tanh(a_g), (n, T, B, hs)
+    c_dyn: Tensor  # c̃_t
+    tc: Tensor  # tanh(c̃_t)
+    h_dyn: Tensor  # h̃_t
+    offered: Tensor  # what each module offers to communication
+    query: Tensor  # input queries, (n, T, B, d_k)
+    qkv: Tensor  # communication queries, keys, values, per head [q k v], (n, T, B, H_c (2 d_c + d_v))
+    comm: Tensor  # communication reads, step-major (T, n, B, H_c d_v)
+    act: Tensor  # [tanh(value), σ(gate)] of the output, (n, T, B, 2 hs)
+
+
+def _gate_views(gates: Tensor, sig: Tensor, g: Tensor, c: Tensor, tc: Tensor) -> list[GateViews]:
+    """One :class:`GateViews` of `[n, B, ...]` views per step of `[n, T, B, ...]` buffers."""
+    parts = (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1), g, c, tc)
+    return _per_step(GateViews, tuple(p.transpose(0, 1) for p in parts), True)
+
+
+class RIMsSequence(torch.autograd.Function):
+    """RIMs with LSTM dynamics over a whole sequence, one input head, gated-tanh communication output.
+
+    Inputs (``n`` modules of ``hs`` units, ``F = H_c (2 d_c + d_v)``):
+
+    - ``keys`` `[T, B, d_k]` input keys divided by sqrt(d_k); ``gates_in`` `[n, T, B, 4 hs]` the U_t above;
+    - ``h0``, ``c0`` `[B, n, hs]`; ``noise`` `[T, n, B, hs]` dropout noise (0 or 1/(1−p)) of the output
+      value, or None; ``real`` `[T, B]` bool, false at padded steps, or None;
+    - ``w_query`` `[n, hs, d_k]`, ``w_hh`` `[n, hs, 4 hs]`, ``bias`` `[n, 4 hs]` (b_ih + b_hh),
+      ``w_qkv`` `[n, hs, F]` (columns per head: q, k, v), ``w_out`` `[2 hs, H_c d_v]` and ``b_out`` `[2 hs]`
+      (rows: value, then gate);
+    - ``options``: :class:`RIMsOptions`.
+
+    Returns ``(y [B, T, n hs], h_T, c_T [B, n, hs], active [T, B, n])``; ``active`` has no gradient.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        keys: Tensor,
+        gates_in: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        noise: Tensor | None,
+        real: Tensor | None,
+        w_query: Tensor,
+        w_hh: Tensor,
+        bias: Tensor,
+        w_qkv: Tensor,
+        w_out: Tensor,
+        b_out: Tensor,
+        options: RIMsOptions,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        T, B, dk = keys.shape
+        n, hs = w_hh.shape[0], w_hh.shape[1]
+        Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
+        F_ = w_qkv.shape[-1]
+        new = keys.new_empty
+        buf = _Buffers(
+            h=new(n, T + 1, B, hs),
+            c=new(n, T + 1, B, hs),
+            gates=new(n, T, B, 4 * hs),
+            sig=new(n, T, B, 4 * hs),
+            g=new(n, T, B, hs),
+            c_dyn=new(n, T, B, hs),
+            tc=new(n, T, B, hs),
+            h_dyn=new(n, T, B, hs),
+            offered=new(n, T, B, hs) if not options.proposed else new(0),
+            query=new(n, T, B, dk),
+            qkv=new(n, T, B, F_),
+            comm=new(T, n, B, Hc * dv),
+            act=new(n, T, B, 2 * hs),
+        )
+        buf.h[:, 0] = h0.transpose(0, 1)
+        buf.c[:, 0] = c0.transpose(0, 1)
+        p_all = new(T, B, n)  # attention on the input
+        active_all = torch.empty(T, B, n, dtype=torch.bool, device=keys.device)
+        views = _gate_views(buf.gates, buf.sig, buf.g, buf.c_dyn, buf.tc)
+        att_all = []
+        bias3 = bias.unsqueeze(1)  # (n, 1, 4 hs)
+        scale = 1.0 / math.sqrt(dc)
+        for t in range(T):
+            h, c = buf.h[:, t], buf.c[:, t]  # (n, B, hs)
+            # eqs. (2)-(3): queries, the input's score and attention p (null: 1 − p)
+            q_in = torch.bmm(h, w_query, out=buf.query[:, t])  # (n, B, dk)
+            s = torch.bmm(q_in.transpose(0, 1), keys[t].unsqueeze(-1)).squeeze(-1)  # (B, n)
+            p = torch.sigmoid(s, out=p_all[t])  # (B, n)
+            # eq. (5): the active set; -null_attention = p − 1
+            active = select(s if options.by_score else p - 1, options.k, None if real is None else real[t])
+            active_all[t] = active
+            m = active.t().unsqueeze(-1)  # (n, B, 1)
+            # eq. (6): gates = b + p U_t + h W_hh, then the LSTM update
+            v = views[t]
+            torch.baddbmm(torch.addcmul(bias3, p.t().unsqueeze(-1), gates_in[:, t]), h, w_hh, out=v.gates)
+            h_dyn, c_dyn, _ = lstm_cell_forward(v, c, buf.h_dyn[:, t])
+            torch.where(m, c_dyn, c, out=buf.c[:, t + 1])
+            h_tilde = torch.where(m, h_dyn, h)  # (n, B, hs)
+            # eq. (7): communication among modules
+            offered = h_dyn if options.proposed else buf.offered[:, t].copy_(h_tilde)
+            qkv = torch.bmm(offered, w_qkv, out=buf.qkv[:, t])  # (n, B, F)
+            heads = qkv.view(n, B * Hc, -1).transpose(0, 1)  # (B Hc, n, 2 dc + dv)
+            q, k_, v_ = heads.split([dc, dc, dv], -1)
+            att = _softmax(torch.baddbmm(q.new_empty(()), q, k_.transpose(1, 2), beta=0, alpha=scale))
+            att_all.append(att)  # (B Hc, n, n)
+            comm = torch.bmm(att, v_).view(B, Hc, n, dv).permute(2, 0, 1, 3)  # (n, B, Hc, dv)
+            comm = buf.comm[t].view(n, B, Hc, dv).copy_(comm).view(n * B, Hc * dv)
+            og = torch.addmm(b_out, comm, w_out.t()).view(n, B, 2 * hs)  # (n, B, 2 hs): value, gate
+            act = buf.act[:, t]
+            value = og[..., :hs] if noise is None else og[..., :hs].mul_(noise[t])
+            torch.tanh(value, out=act[..., :hs])
+            torch.sigmoid(og[..., hs:], out=act[..., hs:])
+            out = act[..., :hs] * act[..., hs:]
+            torch.where(m, h_tilde.add_(out), h, out=buf.h[:, t + 1])
+        ctx.save_for_backward(keys, gates_in, noise, real, w_query, w_hh, w_qkv, w_out, p_all, active_all)
+        ctx.buf, ctx.att, ctx.options = buf, att_all, options
+        ctx.set_materialize_grads(False)
+        y = buf.h[:, 1:].permute(2, 1, 0, 3).reshape(B, T, n * hs)  # (B, T, n hs)
+        ctx.mark_non_differentiable(active_all)
+        return y, buf.h[:, T].transpose(0, 1).clone(), buf.c[:, T].transpose(0, 1).clone(), active_all
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_y: Tensor | None, g_hT: Tensor | None, g_cT: Tensor | None, _: Any):  # type: ignore[override]
+        keys, gates_in, noise, real, w_query, w_hh, w_qkv, w_out, p_all, active_all = ctx.saved_tensors
+        buf, att_all, options = ctx.buf, ctx.att, ctx.options
+        T, B, dk = keys.shape
+        n, hs = w_hh.shape[0], w_hh.shape[1]
+        Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
+        scale = 1.0 / math.sqrt(dc)
+        new = keys.new_empty
+        g_gates_all = new(n, T, B, 4 * hs)
+        g_qkv_all = new(n, T, B, w_qkv.shape[-1])
+        g_og_all = new(T, n, B, 2 * hs)
+        g_query_all = new(n, T, B, dk)
+        g_keys = new(T, B, dk)
+        g_p_all = new(T, n, B)
+        grad_views = _per_step(
+            GateGradViews, tuple(p.transpose(0, 1) for p in (g_gates_all, *g_gates_all.chunk(4, -1))), True
+        )
+        gate_views = _gate_views(buf.gates, buf.sig, buf.g, buf.c_dyn, buf.tc)
+        zero = keys.new_zeros(())
+        g_h = torch.zeros(n, B, hs, dtype=keys.dtype, device=keys.device) if g_hT is None else g_hT.transpose(0, 1)
+        g_c = torch.zeros(n, B, hs, dtype=keys.dtype, device=keys.device) if g_cT is None else g_cT.transpose(0, 1)
+        g_y4 = None if g_y is None else g_y.view(B, T, n, hs)
+        w_hh_t, w_query_t, w_qkv_t = w_hh.transpose(1, 2), w_query.transpose(1, 2), w_qkv.transpose(1, 2)
+        for t in reversed(range(T)):
+            if g_y4 is not None:
+                g_h = g_h + g_y4[:, t].transpose(0, 1)  # (n, B, hs)
+            m = active_all[t].t().unsqueeze(-1)  # (n, B, 1)
+            h, c = buf.h[:, t], buf.c[:, t]
+            # h' = where(m, h̃ + out, h): g_a reaches h̃ and out
+            g_a = torch.where(m, g_h, zero)
+            g_h_prev = g_h - g_a
+            # out = σ(gate) ⊙ tanh(value ⊙ δ')
+            act, g_og = buf.act[:, t], g_og_all[t]
+            tv, sg = act[..., :hs], act[..., hs:]
+            TANH_BACKWARD_INTO(g_a * sg, tv, grad_input=g_og[..., :hs])
+            if noise is not None:
+                g_og[..., :hs].mul_(noise[t])
+            SIGMOID_BACKWARD(g_a * tv, sg, grad_input=g_og[..., hs:])
+            g_comm = torch.mm(g_og.reshape(n * B, 2 * hs), w_out).view(n, B, Hc, dv).permute(1, 2, 0, 3)
+            g_comm = g_comm.reshape(B * Hc, n, dv)
+            # C = softmax(q k^T / sqrt(d_c)) v
+            att = att_all[t]
+            heads = buf.qkv[:, t].view(n, B * Hc, -1).transpose(0, 1)
+            q, k_, v_ = heads.split([dc, dc, dv], -1)
+            g_heads = g_qkv_all[:, t].view(n, B * Hc, -1).transpose(0, 1)
+            g_q, g_k, g_v = g_heads.split([dc, dc, dv], -1)
+            g_att = torch.bmm(g_comm, v_.transpose(1, 2))  # (B Hc, n, n)
+            g_v.copy_(torch.bmm(att.transpose(1, 2), g_comm))
+            g_s = (g_att - (g_att * att).sum(-1, keepdim=True)).mul_(att)
+            g_q.copy_(torch.bmm(g_s, k_)).mul_(scale)
+            g_k.copy_(torch.bmm(g_s.transpose(1, 2), q)).mul_(scale)
+            g_offered = torch.bmm(g_qkv_all[:, t], w_qkv_t)  # (n, B, hs)
+            # what was offered: h̃ (its gradient kept only where active), or where(m, h̃, h)
+            if options.proposed:
+                g_h_dyn = torch.where(m, g_a + g_offered, zero)
+            else:
+                g_tilde = g_a + g_offered
+                g_h_dyn = torch.where(m, g_tilde, zero)
+                g_h_prev = g_h_prev + (g_tilde - g_h_dyn)
+            g_c_dyn = torch.where(m, g_c, zero)
+            g_c_prev = g_c - g_c_dyn
+            # the LSTM update, then gates = b + p U_t + h W_hh
+            v = gate_views[t]
+            saved = (v.sig, v.i, v.f, v.o, v.g, v.tc)
+            g_gates, g_c_from = lstm_cell_backward(saved, c, g_h_dyn, g_c_dyn, grad_views[t])
+            g_c = g_c_prev.add_(g_c_from)
+            g_h_prev = torch.baddbmm(g_h_prev, g_gates, w_hh_t)
+            g_p = torch.mul(g_gates, gates_in[:, t]).sum(-1)  # (n, B)
+            # p = σ(s), s = q_in · key_t
+            g_s_in = SIGMOID_BACKWARD(g_p, p_all[t].t(), grad_input=g_p_all[t])  # (n, B)
+            q_in = buf.query[:, t]
+            g_q_in = torch.mul(g_s_in.unsqueeze(-1), keys[t], out=g_query_all[:, t])  # (n, B, dk)
+            torch.bmm(g_s_in.t().unsqueeze(1), q_in.transpose(0, 1), out=g_keys[t].unsqueeze(1))
+            g_h = torch.baddbmm(g_h_prev, g_q_in, w_query_t)
+        # weight gradients: one matmul over all T B rows
+        h_prev = buf.h[:, :T].reshape(n, T * B, hs).transpose(1, 2)  # (n, hs, T B)
+        g_w_query = torch.bmm(h_prev, g_query_all.view(n, T * B, dk))
+        g_w_hh = torch.bmm(h_prev, g_gates_all.view(n, T * B, 4 * hs))
+        g_bias = g_gates_all.sum((1, 2))
+        offered = buf.h_dyn if options.proposed else buf.offered
+        g_w_qkv = torch.bmm(offered.view(n, T * B, hs).transpose(1, 2), g_qkv_all.view(n, T * B, -1))
+        g_og = g_og_all.view(T * n * B, 2 * hs)
+        g_w_out = torch.mm(g_og.t(), buf.comm.view(T * n * B, Hc * dv))
+        g_b_out = g_og.sum(0)
+        g_gates_in = g_gates_all.mul_(p_all.permute(2, 0, 1).unsqueeze(-1))  # ∂L/∂U = p ∂L/∂gates
+        ctx.buf = ctx.att = None
+        return (
+            g_keys,
+            g_gates_in,
+            g_h.transpose(0, 1),
+            g_c.transpose(0, 1),
+            None,
+            None,
+            g_w_query,
+            g_w_hh,
+            g_bias,
+            g_w_qkv,
+            g_w_out,
+            g_b_out,
+            None,
+        )
+
+
+def rims_sequence(
+    keys: Tensor,
+    gates_in: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    noise: Tensor | None,
+    real: Tensor | None,
+    weights: tuple[Tensor, ...],
+    options: RIMsOptions,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:class:`RIMsSequence` applied; ``weights`` = (w_query, w_hh, bias, w_qkv, w_out, b_out)."""
+    return RIMsSequence.apply(keys, gates_in, h0, c0, noise, real, *weights, options)
+
+
+__all__ = ["RIMsOptions", "RIMsSequence", "rims_sequence", "select"]
