@@ -9,8 +9,9 @@ What the caller computes before (with autograd, once per sequence): the input ke
 1/sqrt(d_k)) and ``U_{t,k} = (V_t ⊙ δ_{t,k}) W_ih[k]``, the input gates of every module as if it read
 the input with attention 1. With one input head and one input source (RIMs), the read is
 ``A_k = α_k V ⊙ δ_k`` (δ: the dropout noise of the read), so ``A_k W_ih[k] = α_k U_k``: the largest
-matmul of the step moves out of the loop. Layout inside: module-major, `[n, T, B, ...]`, so each grouped
-map is one ``bmm`` over modules and each weight gradient one ``bmm`` over all steps.
+matmul of the step moves out of the loop. Buffers are `[T, n, B, ...]`: each grouped map is one ``bmm`` over
+modules into a contiguous slice (``bmm(out=)`` into a strided view is many times slower), and each weight
+gradient one ``bmm`` over all steps.
 
 Per step, with p the attention on the input (``1 − p`` on null), m the active set (eq. 5):
 
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mnemonet.kernels.dnc_sequence import _Lease, _nbytes, _Pool
 from mnemonet.kernels.lstm_step import GateGradViews, GateViews, lstm_cell_backward, lstm_cell_forward
 from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD_INTO
 from mnemonet.kernels.tricks import per_step as _per_step
@@ -57,9 +59,9 @@ class RIMsOptions(NamedTuple):
     proposed: bool
 
 
-def _softmax(x: Tensor) -> Tensor:
-    """Softmax over the last axis, written out: torch's kernel is slow for rows of a few entries."""
-    e = torch.sub(x, x.amax(-1, keepdim=True)).exp_()
+def _softmax_(x: Tensor) -> Tensor:
+    """Softmax over the last axis in place, written out: torch's kernel is slow for rows of a few entries."""
+    e = x.sub_(x.amax(-1, keepdim=True)).exp_()
     return e.div_(e.sum(-1, keepdim=True))
 
 
@@ -74,28 +76,43 @@ def select(score: Tensor, k: int, real: Tensor | None) -> Tensor:
     return active if real is None else active.logical_and_(real.unsqueeze(1))
 
 
-class _Buffers(NamedTuple):
-    """Per-sequence buffers, module-major: `[n, T(+1), B, ...]`."""
+_FORWARD_POOL, _BACKWARD_POOL = _Pool(), _Pool()
 
-    h: Tensor  # h_0..h_T, (n, T + 1, B, hs)
+
+def release_workspaces() -> None:
+    """Drop the free workspaces kept for later calls (their memory goes back to the allocator)."""
+    _FORWARD_POOL.free.clear()
+    _BACKWARD_POOL.free.clear()
+
+
+class _Buffers(NamedTuple):
+    """Per-sequence buffers, `[T(+1), n, B, ...]` (each step's slice contiguous: ``bmm(out=)`` needs that)."""
+
+    h: Tensor  # h_0..h_T, (T + 1, n, B, hs)
     c: Tensor  # c_0..c_T
-    gates: Tensor  # (n, T, B, 4 hs)
+    gates: Tensor  # (T, n, B, 4 hs)
     sig: Tensor  # σ of the gates (σ(2 a_g) in the g block)
-    g: Tensor  # tanh(a_g), (n, T, B, hs)
+    g: Tensor  # tanh(a_g), (T, n, B, hs)
     c_dyn: Tensor  # c̃_t
     tc: Tensor  # tanh(c̃_t)
     h_dyn: Tensor  # h̃_t
     offered: Tensor  # what each module offers to communication
-    query: Tensor  # input queries, (n, T, B, d_k)
-    qkv: Tensor  # communication queries, keys, values, per head [q k v], (n, T, B, H_c (2 d_c + d_v))
-    comm: Tensor  # communication reads, step-major (T, n, B, H_c d_v)
-    act: Tensor  # [tanh(value), σ(gate)] of the output, (n, T, B, 2 hs)
+    query: Tensor  # input queries, (T, n, B, d_k)
+    qkv: Tensor  # communication queries, keys, values, per head [q k v], (T, n, B, H_c (2 d_c + d_v))
+    comm: Tensor  # communication reads, (T, n, B, H_c d_v)
+    act: Tensor  # [tanh(value), σ(gate)] of the output, (T, n, B, 2 hs)
+    att: Tensor  # communication attention, (T, B H_c, n, n)
 
 
 def _gate_views(gates: Tensor, sig: Tensor, g: Tensor, c: Tensor, tc: Tensor) -> list[GateViews]:
-    """One :class:`GateViews` of `[n, B, ...]` views per step of `[n, T, B, ...]` buffers."""
-    parts = (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1), g, c, tc)
-    return _per_step(GateViews, tuple(p.transpose(0, 1) for p in parts), True)
+    """One :class:`GateViews` of `[n, B, ...]` views per step of `[T, n, B, ...]` buffers."""
+    return _per_step(GateViews, (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1), g, c, tc), True)
+
+
+def _by_module(x: Tensor, out: Tensor) -> Tensor:
+    """`[T, n, B, X]` copied into ``out`` `[n, T B, X]`: rows of all steps per module, for weight gradients."""
+    out.view(x.shape[1], x.shape[0], x.shape[2], x.shape[3]).copy_(x.transpose(0, 1))
+    return out
 
 
 class RIMsSequence(torch.autograd.Function):
@@ -135,34 +152,41 @@ class RIMsSequence(torch.autograd.Function):
         n, hs = w_hh.shape[0], w_hh.shape[1]
         Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
         F_ = w_qkv.shape[-1]
+        key = (T, B, n, hs, dk, F_, Hc, dv, options.proposed, keys.dtype, keys.device)
+
+        def make() -> tuple[_Buffers, list[GateViews], int]:
+            new = keys.new_empty
+            b = _Buffers(
+                h=new(T + 1, n, B, hs),
+                c=new(T + 1, n, B, hs),
+                gates=new(T, n, B, 4 * hs),
+                sig=new(T, n, B, 4 * hs),
+                g=new(T, n, B, hs),
+                c_dyn=new(T, n, B, hs),
+                tc=new(T, n, B, hs),
+                h_dyn=new(T, n, B, hs),
+                offered=new(T, n, B, hs) if not options.proposed else new(0),
+                query=new(T, n, B, dk),
+                qkv=new(T, n, B, F_),
+                comm=new(T, n, B, Hc * dv),
+                act=new(T, n, B, 2 * hs),
+                att=new(T, B * Hc, n, n),
+            )
+            return b, _gate_views(b.gates, b.sig, b.g, b.c_dyn, b.tc), _nbytes(*b)
+
+        workspace = _FORWARD_POOL.take(key, make)
+        buf, views, nbytes = workspace
         new = keys.new_empty
-        buf = _Buffers(
-            h=new(n, T + 1, B, hs),
-            c=new(n, T + 1, B, hs),
-            gates=new(n, T, B, 4 * hs),
-            sig=new(n, T, B, 4 * hs),
-            g=new(n, T, B, hs),
-            c_dyn=new(n, T, B, hs),
-            tc=new(n, T, B, hs),
-            h_dyn=new(n, T, B, hs),
-            offered=new(n, T, B, hs) if not options.proposed else new(0),
-            query=new(n, T, B, dk),
-            qkv=new(n, T, B, F_),
-            comm=new(T, n, B, Hc * dv),
-            act=new(n, T, B, 2 * hs),
-        )
-        buf.h[:, 0] = h0.transpose(0, 1)
-        buf.c[:, 0] = c0.transpose(0, 1)
+        buf.h[0] = h0.transpose(0, 1)
+        buf.c[0] = c0.transpose(0, 1)
         p_all = new(T, B, n)  # attention on the input
         active_all = torch.empty(T, B, n, dtype=torch.bool, device=keys.device)
-        views = _gate_views(buf.gates, buf.sig, buf.g, buf.c_dyn, buf.tc)
-        att_all = []
         bias3 = bias.unsqueeze(1)  # (n, 1, 4 hs)
         scale = 1.0 / math.sqrt(dc)
         for t in range(T):
-            h, c = buf.h[:, t], buf.c[:, t]  # (n, B, hs)
+            h, c = buf.h[t], buf.c[t]  # (n, B, hs)
             # eqs. (2)-(3): queries, the input's score and attention p (null: 1 − p)
-            q_in = torch.bmm(h, w_query, out=buf.query[:, t])  # (n, B, dk)
+            q_in = torch.bmm(h, w_query, out=buf.query[t])  # (n, B, dk)
             s = torch.bmm(q_in.transpose(0, 1), keys[t].unsqueeze(-1)).squeeze(-1)  # (B, n)
             p = torch.sigmoid(s, out=p_all[t])  # (B, n)
             # eq. (5): the active set; -null_attention = p − 1
@@ -172,52 +196,58 @@ class RIMsSequence(torch.autograd.Function):
             # eq. (6): gates = b + p U_t + h W_hh, then the LSTM update
             v = views[t]
             torch.baddbmm(torch.addcmul(bias3, p.t().unsqueeze(-1), gates_in[:, t]), h, w_hh, out=v.gates)
-            h_dyn, c_dyn, _ = lstm_cell_forward(v, c, buf.h_dyn[:, t])
-            torch.where(m, c_dyn, c, out=buf.c[:, t + 1])
+            h_dyn, c_dyn, _ = lstm_cell_forward(v, c, buf.h_dyn[t])
+            torch.where(m, c_dyn, c, out=buf.c[t + 1])
             h_tilde = torch.where(m, h_dyn, h)  # (n, B, hs)
             # eq. (7): communication among modules
-            offered = h_dyn if options.proposed else buf.offered[:, t].copy_(h_tilde)
-            qkv = torch.bmm(offered, w_qkv, out=buf.qkv[:, t])  # (n, B, F)
+            offered = h_dyn if options.proposed else buf.offered[t].copy_(h_tilde)
+            qkv = torch.bmm(offered, w_qkv, out=buf.qkv[t])  # (n, B, F)
             heads = qkv.view(n, B * Hc, -1).transpose(0, 1)  # (B Hc, n, 2 dc + dv)
             q, k_, v_ = heads.split([dc, dc, dv], -1)
-            att = _softmax(torch.baddbmm(q.new_empty(()), q, k_.transpose(1, 2), beta=0, alpha=scale))
-            att_all.append(att)  # (B Hc, n, n)
+            att = torch.baddbmm(q.new_empty(()), q, k_.transpose(1, 2), beta=0, alpha=scale, out=buf.att[t])
+            _softmax_(att)  # (B Hc, n, n)
             comm = torch.bmm(att, v_).view(B, Hc, n, dv).permute(2, 0, 1, 3)  # (n, B, Hc, dv)
             comm = buf.comm[t].view(n, B, Hc, dv).copy_(comm).view(n * B, Hc * dv)
             og = torch.addmm(b_out, comm, w_out.t()).view(n, B, 2 * hs)  # (n, B, 2 hs): value, gate
-            act = buf.act[:, t]
+            act = buf.act[t]
             value = og[..., :hs] if noise is None else og[..., :hs].mul_(noise[t])
             torch.tanh(value, out=act[..., :hs])
             torch.sigmoid(og[..., hs:], out=act[..., hs:])
             out = act[..., :hs] * act[..., hs:]
-            torch.where(m, h_tilde.add_(out), h, out=buf.h[:, t + 1])
+            torch.where(m, h_tilde.add_(out), h, out=buf.h[t + 1])
         ctx.save_for_backward(keys, gates_in, noise, real, w_query, w_hh, w_qkv, w_out, p_all, active_all)
-        ctx.buf, ctx.att, ctx.options = buf, att_all, options
+        ctx.lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx lets go
+        ctx.buf, ctx.views, ctx.options = buf, views, options
         ctx.set_materialize_grads(False)
-        y = buf.h[:, 1:].permute(2, 1, 0, 3).reshape(B, T, n * hs)  # (B, T, n hs)
+        y = buf.h[1:].permute(2, 0, 1, 3).reshape(B, T, n * hs)  # (B, T, n hs)
         ctx.mark_non_differentiable(active_all)
-        return y, buf.h[:, T].transpose(0, 1).clone(), buf.c[:, T].transpose(0, 1).clone(), active_all
+        return y, buf.h[T].transpose(0, 1).clone(), buf.c[T].transpose(0, 1).clone(), active_all
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_y: Tensor | None, g_hT: Tensor | None, g_cT: Tensor | None, _: Any):  # type: ignore[override]
-        keys, gates_in, noise, real, w_query, w_hh, w_qkv, w_out, p_all, active_all = ctx.saved_tensors
-        buf, att_all, options = ctx.buf, ctx.att, ctx.options
+        keys, gates_in, noise, _, w_query, w_hh, w_qkv, w_out, p_all, active_all = ctx.saved_tensors
+        buf, gate_views, options = ctx.buf, ctx.views, ctx.options
         T, B, dk = keys.shape
         n, hs = w_hh.shape[0], w_hh.shape[1]
         Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
+        F_ = w_qkv.shape[-1]
         scale = 1.0 / math.sqrt(dc)
+        key = (T, B, n, hs, dk, F_, Hc, dv, keys.dtype, keys.device)
+
+        def make() -> tuple[Any, ...]:
+            new = keys.new_empty
+            g_gates = new(T, n, B, 4 * hs)
+            bufs = (g_gates, new(T, n, B, F_), new(T, n, B, 2 * hs), new(T, n, B, dk))
+            by_module = (new(n, T * B, hs), new(n, T * B, 4 * hs), new(n, T * B, F_), new(n, T * B, dk))
+            views = _per_step(GateGradViews, (g_gates, *g_gates.chunk(4, -1)), True)
+            return bufs, by_module, views, _nbytes(*bufs, *by_module)
+
+        workspace = _BACKWARD_POOL.take(key, make)
+        (g_gates_all, g_qkv_all, g_og_all, g_query_all), by_module, grad_views, nbytes = workspace
         new = keys.new_empty
-        g_gates_all = new(n, T, B, 4 * hs)
-        g_qkv_all = new(n, T, B, w_qkv.shape[-1])
-        g_og_all = new(T, n, B, 2 * hs)
-        g_query_all = new(n, T, B, dk)
         g_keys = new(T, B, dk)
         g_p_all = new(T, n, B)
-        grad_views = _per_step(
-            GateGradViews, tuple(p.transpose(0, 1) for p in (g_gates_all, *g_gates_all.chunk(4, -1))), True
-        )
-        gate_views = _gate_views(buf.gates, buf.sig, buf.g, buf.c_dyn, buf.tc)
         zero = keys.new_zeros(())
         g_h = torch.zeros(n, B, hs, dtype=keys.dtype, device=keys.device) if g_hT is None else g_hT.transpose(0, 1)
         g_c = torch.zeros(n, B, hs, dtype=keys.dtype, device=keys.device) if g_cT is None else g_cT.transpose(0, 1)
@@ -227,12 +257,12 @@ class RIMsSequence(torch.autograd.Function):
             if g_y4 is not None:
                 g_h = g_h + g_y4[:, t].transpose(0, 1)  # (n, B, hs)
             m = active_all[t].t().unsqueeze(-1)  # (n, B, 1)
-            h, c = buf.h[:, t], buf.c[:, t]
+            c = buf.c[t]
             # h' = where(m, h̃ + out, h): g_a reaches h̃ and out
             g_a = torch.where(m, g_h, zero)
             g_h_prev = g_h - g_a
             # out = σ(gate) ⊙ tanh(value ⊙ δ')
-            act, g_og = buf.act[:, t], g_og_all[t]
+            act, g_og = buf.act[t], g_og_all[t]
             tv, sg = act[..., :hs], act[..., hs:]
             TANH_BACKWARD_INTO(g_a * sg, tv, grad_input=g_og[..., :hs])
             if noise is not None:
@@ -241,17 +271,14 @@ class RIMsSequence(torch.autograd.Function):
             g_comm = torch.mm(g_og.reshape(n * B, 2 * hs), w_out).view(n, B, Hc, dv).permute(1, 2, 0, 3)
             g_comm = g_comm.reshape(B * Hc, n, dv)
             # C = softmax(q k^T / sqrt(d_c)) v
-            att = att_all[t]
-            heads = buf.qkv[:, t].view(n, B * Hc, -1).transpose(0, 1)
+            att = buf.att[t]
+            heads = buf.qkv[t].view(n, B * Hc, -1).transpose(0, 1)
             q, k_, v_ = heads.split([dc, dc, dv], -1)
-            g_heads = g_qkv_all[:, t].view(n, B * Hc, -1).transpose(0, 1)
-            g_q, g_k, g_v = g_heads.split([dc, dc, dv], -1)
             g_att = torch.bmm(g_comm, v_.transpose(1, 2))  # (B Hc, n, n)
-            g_v.copy_(torch.bmm(att.transpose(1, 2), g_comm))
-            g_s = (g_att - (g_att * att).sum(-1, keepdim=True)).mul_(att)
-            g_q.copy_(torch.bmm(g_s, k_)).mul_(scale)
-            g_k.copy_(torch.bmm(g_s.transpose(1, 2), q)).mul_(scale)
-            g_offered = torch.bmm(g_qkv_all[:, t], w_qkv_t)  # (n, B, hs)
+            g_s = (g_att - (g_att * att).sum(-1, keepdim=True)).mul_(att).mul_(scale)
+            g_heads = torch.cat([torch.bmm(g_s, k_), torch.bmm(g_s.transpose(1, 2), q), torch.bmm(att.mT, g_comm)], -1)
+            g_qkv_all[t].view(n, B * Hc, -1).copy_(g_heads.transpose(0, 1))  # (n, B, F)
+            g_offered = torch.bmm(g_qkv_all[t], w_qkv_t)  # (n, B, hs)
             # what was offered: h̃ (its gradient kept only where active), or where(m, h̃, h)
             if options.proposed:
                 g_h_dyn = torch.where(m, g_a + g_offered, zero)
@@ -270,22 +297,25 @@ class RIMsSequence(torch.autograd.Function):
             g_p = torch.mul(g_gates, gates_in[:, t]).sum(-1)  # (n, B)
             # p = σ(s), s = q_in · key_t
             g_s_in = SIGMOID_BACKWARD(g_p, p_all[t].t(), grad_input=g_p_all[t])  # (n, B)
-            q_in = buf.query[:, t]
-            g_q_in = torch.mul(g_s_in.unsqueeze(-1), keys[t], out=g_query_all[:, t])  # (n, B, dk)
+            q_in = buf.query[t]
+            g_q_in = torch.mul(g_s_in.unsqueeze(-1), keys[t], out=g_query_all[t])  # (n, B, dk)
             torch.bmm(g_s_in.t().unsqueeze(1), q_in.transpose(0, 1), out=g_keys[t].unsqueeze(1))
             g_h = torch.baddbmm(g_h_prev, g_q_in, w_query_t)
         # weight gradients: one matmul over all T B rows
-        h_prev = buf.h[:, :T].reshape(n, T * B, hs).transpose(1, 2)  # (n, hs, T B)
-        g_w_query = torch.bmm(h_prev, g_query_all.view(n, T * B, dk))
-        g_w_hh = torch.bmm(h_prev, g_gates_all.view(n, T * B, 4 * hs))
-        g_bias = g_gates_all.sum((1, 2))
-        offered = buf.h_dyn if options.proposed else buf.offered
-        g_w_qkv = torch.bmm(offered.view(n, T * B, hs).transpose(1, 2), g_qkv_all.view(n, T * B, -1))
+        h_bm, g_gates_bm, g_qkv_bm, g_query_bm = by_module
+        h_prev = _by_module(buf.h[:T], h_bm).transpose(1, 2)  # (n, hs, T B)
+        g_w_query = torch.bmm(h_prev, _by_module(g_query_all, g_query_bm))
+        g_w_hh = torch.bmm(h_prev, _by_module(g_gates_all, g_gates_bm))
+        g_bias = g_gates_bm.sum(1)
+        offered = _by_module(buf.h_dyn if options.proposed else buf.offered, h_bm)
+        g_w_qkv = torch.bmm(offered.transpose(1, 2), _by_module(g_qkv_all, g_qkv_bm))
         g_og = g_og_all.view(T * n * B, 2 * hs)
         g_w_out = torch.mm(g_og.t(), buf.comm.view(T * n * B, Hc * dv))
         g_b_out = g_og.sum(0)
-        g_gates_in = g_gates_all.mul_(p_all.permute(2, 0, 1).unsqueeze(-1))  # ∂L/∂U = p ∂L/∂gates
-        ctx.buf = ctx.att = None
+        # ∂L/∂U = p ∂L/∂gates, (n, T, B, 4 hs)
+        g_gates_in = torch.mul(g_gates_bm.view(n, T, B, 4 * hs), p_all.permute(2, 0, 1).unsqueeze(-1))
+        _BACKWARD_POOL.give(key, workspace, nbytes)
+        ctx.buf = ctx.views = ctx.lease = None
         return (
             g_keys,
             g_gates_in,
@@ -317,4 +347,4 @@ def rims_sequence(
     return RIMsSequence.apply(keys, gates_in, h0, c0, noise, real, *weights, options)
 
 
-__all__ = ["RIMsOptions", "RIMsSequence", "rims_sequence", "select"]
+__all__ = ["RIMsOptions", "RIMsSequence", "release_workspaces", "rims_sequence", "select"]
