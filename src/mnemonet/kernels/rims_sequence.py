@@ -49,6 +49,7 @@ class RIMsOptions(NamedTuple):
         by_score: select by the input score (``selection="score"``) instead of least attention on null.
         proposed: inactive modules offer their would-be update (``inactive_comm="proposed"``) rather than
             their kept state.
+        dropout: dropout probability on the read and on the output value (0: none, as in evaluation).
     """
 
     k: int
@@ -57,6 +58,7 @@ class RIMsOptions(NamedTuple):
     comm_value_size: int
     by_score: bool
     proposed: bool
+    dropout: float
 
 
 def _softmax_(x: Tensor) -> Tensor:
@@ -76,7 +78,8 @@ def select(score: Tensor, k: int, real: Tensor | None) -> Tensor:
     return active if real is None else active.logical_and_(real.unsqueeze(1))
 
 
-_FORWARD_POOL, _BACKWARD_POOL = _Pool(), _Pool()
+_POOL_MAX_BYTES = 512 * 2**20  # the official sizes (6 x 100 units, B = T = 64) take about 300 MiB
+_FORWARD_POOL, _BACKWARD_POOL = _Pool(_POOL_MAX_BYTES), _Pool(_POOL_MAX_BYTES)
 
 
 def release_workspaces() -> None:
@@ -102,6 +105,10 @@ class _Buffers(NamedTuple):
     comm: Tensor  # communication reads, (T, n, B, H_c d_v)
     act: Tensor  # [tanh(value), σ(gate)] of the output, (T, n, B, 2 hs)
     att: Tensor  # communication attention, (T, B H_c, n, n)
+    read: Tensor  # V_t ⊙ δ_{t,k}, what each module reads with attention 1, (n, T B, d_v)
+    gates_in: Tensor  # U = read W_ih, (n, T B, 4 hs)
+    read_noise: Tensor  # δ, F.dropout's noise on the read (0 or 1/(1 − p)), (T, B, n, d_v)
+    value_noise: Tensor  # δ', on the output value, (T, B, n, hs)
 
 
 def _gate_views(gates: Tensor, sig: Tensor, g: Tensor, c: Tensor, tc: Tensor) -> list[GateViews]:
@@ -135,11 +142,11 @@ class RIMsSequence(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any,
         keys: Tensor,
-        gates_in: Tensor,
+        values: Tensor,
         h0: Tensor,
         c0: Tensor,
-        noise: Tensor | None,
         real: Tensor | None,
+        w_ih: Tensor,
         w_query: Tensor,
         w_hh: Tensor,
         bias: Tensor,
@@ -151,8 +158,9 @@ class RIMsSequence(torch.autograd.Function):
         T, B, dk = keys.shape
         n, hs = w_hh.shape[0], w_hh.shape[1]
         Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
-        F_ = w_qkv.shape[-1]
-        key = (T, B, n, hs, dk, F_, Hc, dv, options.proposed, keys.dtype, keys.device)
+        F_, d_in = w_qkv.shape[-1], values.shape[-1]
+        p_drop = options.dropout
+        key = (T, B, n, hs, dk, d_in, F_, Hc, dv, options.proposed, p_drop > 0, keys.dtype, keys.device)
 
         def make() -> tuple[_Buffers, list[GateViews], int]:
             new = keys.new_empty
@@ -171,12 +179,30 @@ class RIMsSequence(torch.autograd.Function):
                 comm=new(T, n, B, Hc * dv),
                 act=new(T, n, B, 2 * hs),
                 att=new(T, B * Hc, n, n),
+                read=new(n, T * B, d_in),
+                gates_in=new(n, T * B, 4 * hs),
+                read_noise=new(T, B, n, d_in) if p_drop > 0 else new(0),
+                value_noise=new(T, B, n, hs) if p_drop > 0 else new(0),
             )
             return b, _gate_views(b.gates, b.sig, b.g, b.c_dyn, b.tc), _nbytes(*b)
 
         workspace = _FORWARD_POOL.take(key, make)
         buf, views, nbytes = workspace
         new = keys.new_empty
+        # dropout noise as F.dropout draws it, step by step in the step path's order (read, then value)
+        read_noise = value_noise = None
+        if p_drop > 0:
+            read_noise, value_noise = buf.read_noise, buf.value_noise
+            for t in range(T):
+                read_noise[t].bernoulli_(1 - p_drop).div_(1 - p_drop)
+                value_noise[t].bernoulli_(1 - p_drop).div_(1 - p_drop)
+        # U_{t,k} = (V_t ⊙ δ_{t,k}) W_ih[k] for all steps: one bmm
+        read = buf.read.view(n, T, B, d_in)
+        if read_noise is None:
+            read.copy_(values.unsqueeze(0).expand(n, T, B, d_in))
+        else:
+            torch.mul(values.unsqueeze(0), read_noise.permute(2, 0, 1, 3), out=read)
+        gates_in = torch.bmm(buf.read, w_ih, out=buf.gates_in).view(n, T, B, 4 * hs)
         buf.h[0] = h0.transpose(0, 1)
         buf.c[0] = c0.transpose(0, 1)
         p_all = new(T, B, n)  # attention on the input
@@ -210,12 +236,12 @@ class RIMsSequence(torch.autograd.Function):
             comm = buf.comm[t].view(n, B, Hc, dv).copy_(comm).view(n * B, Hc * dv)
             og = torch.addmm(b_out, comm, w_out.t()).view(n, B, 2 * hs)  # (n, B, 2 hs): value, gate
             act = buf.act[t]
-            value = og[..., :hs] if noise is None else og[..., :hs].mul_(noise[t])
+            value = og[..., :hs] if value_noise is None else og[..., :hs].mul_(value_noise[t].transpose(0, 1))
             torch.tanh(value, out=act[..., :hs])
             torch.sigmoid(og[..., hs:], out=act[..., hs:])
             out = act[..., :hs] * act[..., hs:]
             torch.where(m, h_tilde.add_(out), h, out=buf.h[t + 1])
-        ctx.save_for_backward(keys, gates_in, noise, real, w_query, w_hh, w_qkv, w_out, p_all, active_all)
+        ctx.save_for_backward(keys, w_ih, w_query, w_hh, w_qkv, w_out, p_all, active_all)
         ctx.lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx lets go
         ctx.buf, ctx.views, ctx.options = buf, views, options
         ctx.set_materialize_grads(False)
@@ -226,20 +252,28 @@ class RIMsSequence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_y: Tensor | None, g_hT: Tensor | None, g_cT: Tensor | None, _: Any):  # type: ignore[override]
-        keys, gates_in, noise, _, w_query, w_hh, w_qkv, w_out, p_all, active_all = ctx.saved_tensors
+        keys, w_ih, w_query, w_hh, w_qkv, w_out, p_all, active_all = ctx.saved_tensors
         buf, gate_views, options = ctx.buf, ctx.views, ctx.options
+        read_noise, noise = (buf.read_noise, buf.value_noise) if options.dropout > 0 else (None, None)
         T, B, dk = keys.shape
         n, hs = w_hh.shape[0], w_hh.shape[1]
         Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
-        F_ = w_qkv.shape[-1]
+        F_, d_in = w_qkv.shape[-1], buf.read.shape[-1]
         scale = 1.0 / math.sqrt(dc)
-        key = (T, B, n, hs, dk, F_, Hc, dv, keys.dtype, keys.device)
+        gates_in = buf.gates_in.view(n, T, B, 4 * hs)
+        key = (T, B, n, hs, dk, d_in, F_, Hc, dv, keys.dtype, keys.device)
 
         def make() -> tuple[Any, ...]:
             new = keys.new_empty
             g_gates = new(T, n, B, 4 * hs)
             bufs = (g_gates, new(T, n, B, F_), new(T, n, B, 2 * hs), new(T, n, B, dk))
-            by_module = (new(n, T * B, hs), new(n, T * B, 4 * hs), new(n, T * B, F_), new(n, T * B, dk))
+            by_module = (
+                new(n, T * B, hs),
+                new(n, T * B, 4 * hs),
+                new(n, T * B, F_),
+                new(n, T * B, dk),
+                new(n, T * B, d_in),
+            )
             views = _per_step(GateGradViews, (g_gates, *g_gates.chunk(4, -1)), True)
             return bufs, by_module, views, _nbytes(*bufs, *by_module)
 
@@ -266,7 +300,7 @@ class RIMsSequence(torch.autograd.Function):
             tv, sg = act[..., :hs], act[..., hs:]
             TANH_BACKWARD_INTO(g_a * sg, tv, grad_input=g_og[..., :hs])
             if noise is not None:
-                g_og[..., :hs].mul_(noise[t])
+                g_og[..., :hs].mul_(noise[t].transpose(0, 1))
             SIGMOID_BACKWARD(g_a * tv, sg, grad_input=g_og[..., hs:])
             g_comm = torch.mm(g_og.reshape(n * B, 2 * hs), w_out).view(n, B, Hc, dv).permute(1, 2, 0, 3)
             g_comm = g_comm.reshape(B * Hc, n, dv)
@@ -302,7 +336,7 @@ class RIMsSequence(torch.autograd.Function):
             torch.bmm(g_s_in.t().unsqueeze(1), q_in.transpose(0, 1), out=g_keys[t].unsqueeze(1))
             g_h = torch.baddbmm(g_h_prev, g_q_in, w_query_t)
         # weight gradients: one matmul over all T B rows
-        h_bm, g_gates_bm, g_qkv_bm, g_query_bm = by_module
+        h_bm, g_gates_bm, g_qkv_bm, g_query_bm, g_read = by_module
         h_prev = _by_module(buf.h[:T], h_bm).transpose(1, 2)  # (n, hs, T B)
         g_w_query = torch.bmm(h_prev, _by_module(g_query_all, g_query_bm))
         g_w_hh = torch.bmm(h_prev, _by_module(g_gates_all, g_gates_bm))
@@ -312,17 +346,22 @@ class RIMsSequence(torch.autograd.Function):
         g_og = g_og_all.view(T * n * B, 2 * hs)
         g_w_out = torch.mm(g_og.t(), buf.comm.view(T * n * B, Hc * dv))
         g_b_out = g_og.sum(0)
-        # ∂L/∂U = p ∂L/∂gates, (n, T, B, 4 hs)
-        g_gates_in = torch.mul(g_gates_bm.view(n, T, B, 4 * hs), p_all.permute(2, 0, 1).unsqueeze(-1))
+        # U = read W_ih with ∂L/∂U = p ∂L/∂gates; read = V ⊙ δ
+        g_u = g_gates_bm.view(n, T, B, 4 * hs).mul_(p_all.permute(2, 0, 1).unsqueeze(-1)).view(n, T * B, -1)
+        g_w_ih = torch.bmm(buf.read.transpose(1, 2), g_u)
+        torch.bmm(g_u, w_ih.transpose(1, 2), out=g_read)  # (n, T B, d_v)
+        if read_noise is not None:
+            g_read.view(n, T, B, d_in).mul_(read_noise.permute(2, 0, 1, 3))
+        g_values = g_read.view(n, T, B, d_in).sum(0)  # (T, B, d_v)
         _BACKWARD_POOL.give(key, workspace, nbytes)
         ctx.buf = ctx.views = ctx.lease = None
         return (
             g_keys,
-            g_gates_in,
+            g_values,
             g_h.transpose(0, 1),
             g_c.transpose(0, 1),
             None,
-            None,
+            g_w_ih,
             g_w_query,
             g_w_hh,
             g_bias,
@@ -335,16 +374,15 @@ class RIMsSequence(torch.autograd.Function):
 
 def rims_sequence(
     keys: Tensor,
-    gates_in: Tensor,
+    values: Tensor,
     h0: Tensor,
     c0: Tensor,
-    noise: Tensor | None,
     real: Tensor | None,
     weights: tuple[Tensor, ...],
     options: RIMsOptions,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:class:`RIMsSequence` applied; ``weights`` = (w_query, w_hh, bias, w_qkv, w_out, b_out)."""
-    return RIMsSequence.apply(keys, gates_in, h0, c0, noise, real, *weights, options)
+    """:class:`RIMsSequence` applied; ``weights`` = (w_ih, w_query, w_hh, bias, w_qkv, w_out, b_out)."""
+    return RIMsSequence.apply(keys, values, h0, c0, real, *weights, options)
 
 
 __all__ = ["RIMsOptions", "RIMsSequence", "release_workspaces", "rims_sequence", "select"]

@@ -527,27 +527,10 @@ class RIMsCell(Cell):
         """
         if not self.uses_sequence_kernel():
             return None
-        B, T, _ = x.shape
-        n, hs, p = self.num_modules, self.module_size, self.dropout
+        T = x.shape[1]
         keys, values = self.project_inputs(x)  # (B, T, 1, d_k), (B, T, 1, d_v)
         keys = keys[:, :, 0].transpose(0, 1) / math.sqrt(self.input_key_size)  # (T, B, d_k)
         values = values[:, :, 0].transpose(0, 1)  # (T, B, d_v)
-        read_noise = value_noise = None
-        if self.training and p > 0:  # F.dropout's noise, step by step in the step path's order
-            read_noise = values.new_empty(T, B, n, self.input_value_size)
-            value_noise = values.new_empty(T, B, n, hs)
-            with torch.no_grad():
-                for t in range(T):
-                    read_noise[t].bernoulli_(1 - p).div_(1 - p)
-                    value_noise[t].bernoulli_(1 - p).div_(1 - p)
-            value_noise = value_noise.permute(0, 2, 1, 3).contiguous()  # (T, n, B, hs)
-        w_ih = self.dynamics.weight_ih  # (n, d_v, 4 hs)
-        if read_noise is None:  # U = V W_ih[k] for every module: (n, T B, 4 hs)
-            gates_in = torch.matmul(values.reshape(1, T * B, -1), w_ih)
-        else:  # U = (V ⊙ δ_k) W_ih[k]
-            dropped = (values.unsqueeze(2) * read_noise).permute(2, 0, 1, 3).reshape(n, T * B, -1)  # (n, T B, d_v)
-            gates_in = torch.bmm(dropped, w_ih)
-        gates_in = gates_in.view(n, T, B, 4 * hs)
         Hc, dc, dv = self.comm_heads, self.comm_key_size, self.comm_value_size
         w_qkv = torch.cat(  # per head [q k v] columns: (n, hs, Hc (2 dc + dv))
             [
@@ -558,6 +541,7 @@ class RIMsCell(Cell):
             -1,
         ).flatten(-2)
         weights = (
+            self.dynamics.weight_ih,
             self.input_query.weight,
             self.dynamics.weight_hh,
             self.dynamics.bias_ih + self.dynamics.bias_hh,
@@ -565,10 +549,18 @@ class RIMsCell(Cell):
             torch.cat([self.comm_output.weight, self.comm_gate.weight], 0),
             torch.cat([self.comm_output.bias, self.comm_gate.bias], 0),
         )
-        options = RIMsOptions(self.k, Hc, dc, dv, self.selection == "score", self.inactive_comm == "proposed")
+        options = RIMsOptions(
+            self.k,
+            Hc,
+            dc,
+            dv,
+            by_score=self.selection == "score",
+            proposed=self.inactive_comm == "proposed",
+            dropout=self.dropout if self.training else 0.0,
+        )
         mask = padding_mask(lengths, T, x.device)  # (B, T)
         real = None if mask is None else mask.t().contiguous()  # (T, B)
-        y, h, c, _ = rims_sequence(keys, gates_in, state.h, state.c, value_noise, real, weights, options)
+        y, h, c, _ = rims_sequence(keys, values, state.h, state.c, real, weights, options)
         if mask is not None:
             y = torch.where(mask.unsqueeze(-1), y, y.new_zeros(()))  # padded steps output zero
         return y, RIMsState(h, c)
