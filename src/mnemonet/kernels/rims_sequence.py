@@ -354,7 +354,6 @@ class RIMsSequence(torch.autograd.Function):
             g_read.view(n, T, B, d_in).mul_(read_noise.permute(2, 0, 1, 3))
         g_values = g_read.view(n, T, B, d_in).sum(0)  # (T, B, d_v)
         _BACKWARD_POOL.give(key, workspace, nbytes)
-        ctx.buf = ctx.views = ctx.lease = None
         return (
             g_keys,
             g_values,
