@@ -89,17 +89,18 @@ def release_workspaces() -> None:
 
 
 class _Buffers(NamedTuple):
-    """Per-sequence buffers, `[T(+1), n, B, ...]` (each step's slice contiguous: ``bmm(out=)`` needs that)."""
+    """Per-sequence buffers: `[T(+1), n, B, ...]` where a ``bmm`` writes a step (``bmm(out=)`` into a strided view
+    is many times slower), `[n, T(+1), B, ...]` where a weight gradient reads all steps of a module."""
 
-    h: Tensor  # h_0..h_T, (T + 1, n, B, hs)
+    h: Tensor  # h_0..h_T, (n, T + 1, B, hs)
     c: Tensor  # c_0..c_T
     gates: Tensor  # (T, n, B, 4 hs)
     sig: Tensor  # σ of the gates (σ(2 a_g) in the g block)
     g: Tensor  # tanh(a_g), (T, n, B, hs)
     c_dyn: Tensor  # c̃_t
     tc: Tensor  # tanh(c̃_t)
-    h_dyn: Tensor  # h̃_t
-    offered: Tensor  # what each module offers to communication
+    h_dyn: Tensor  # h̃_t, (n, T, B, hs)
+    offered: Tensor  # what each module offers to communication, (n, T, B, hs)
     query: Tensor  # input queries, (T, n, B, d_k)
     qkv: Tensor  # communication queries, keys, values, per head [q k v], (T, n, B, H_c (2 d_c + d_v))
     comm: Tensor  # communication reads, (T, n, B, H_c d_v)
@@ -116,10 +117,9 @@ def _gate_views(gates: Tensor, sig: Tensor, g: Tensor, c: Tensor, tc: Tensor) ->
     return _per_step(GateViews, (gates, gates.chunk(4, -1)[2], sig, *sig.chunk(4, -1), g, c, tc), True)
 
 
-def _by_module(x: Tensor, out: Tensor) -> Tensor:
-    """`[T, n, B, X]` copied into ``out`` `[n, T B, X]`: rows of all steps per module, for weight gradients."""
-    out.view(x.shape[1], x.shape[0], x.shape[2], x.shape[3]).copy_(x.transpose(0, 1))
-    return out
+def _rows(x: Tensor) -> Tensor:
+    """`[n, T, B, X]` -> `[n, T B, X]` (a view): the rows of all steps of each module, for weight gradients."""
+    return x.view(x.shape[0], -1, x.shape[-1])
 
 
 class RIMsSequence(torch.autograd.Function):
@@ -165,15 +165,15 @@ class RIMsSequence(torch.autograd.Function):
         def make() -> tuple[_Buffers, list[GateViews], int]:
             new = keys.new_empty
             b = _Buffers(
-                h=new(T + 1, n, B, hs),
+                h=new(n, T + 1, B, hs),
                 c=new(T + 1, n, B, hs),
                 gates=new(T, n, B, 4 * hs),
                 sig=new(T, n, B, 4 * hs),
                 g=new(T, n, B, hs),
                 c_dyn=new(T, n, B, hs),
                 tc=new(T, n, B, hs),
-                h_dyn=new(T, n, B, hs),
-                offered=new(T, n, B, hs) if not options.proposed else new(0),
+                h_dyn=new(n, T, B, hs),
+                offered=new(n, T, B, hs) if not options.proposed else new(0),
                 query=new(T, n, B, dk),
                 qkv=new(T, n, B, F_),
                 comm=new(T, n, B, Hc * dv),
@@ -203,14 +203,14 @@ class RIMsSequence(torch.autograd.Function):
         else:
             torch.mul(values.unsqueeze(0), read_noise.permute(2, 0, 1, 3), out=read)
         gates_in = torch.bmm(buf.read, w_ih, out=buf.gates_in).view(n, T, B, 4 * hs)
-        buf.h[0] = h0.transpose(0, 1)
+        buf.h[:, 0] = h0.transpose(0, 1)
         buf.c[0] = c0.transpose(0, 1)
         p_all = new(T, B, n)  # attention on the input
         active_all = torch.empty(T, B, n, dtype=torch.bool, device=keys.device)
         bias3 = bias.unsqueeze(1)  # (n, 1, 4 hs)
         scale = 1.0 / math.sqrt(dc)
         for t in range(T):
-            h, c = buf.h[t], buf.c[t]  # (n, B, hs)
+            h, c = buf.h[:, t], buf.c[t]  # (n, B, hs)
             # eqs. (2)-(3): queries, the input's score and attention p (null: 1 − p)
             q_in = torch.bmm(h, w_query, out=buf.query[t])  # (n, B, dk)
             s = torch.bmm(q_in.transpose(0, 1), keys[t].unsqueeze(-1)).squeeze(-1)  # (B, n)
@@ -222,11 +222,11 @@ class RIMsSequence(torch.autograd.Function):
             # eq. (6): gates = b + p U_t + h W_hh, then the LSTM update
             v = views[t]
             torch.baddbmm(torch.addcmul(bias3, p.t().unsqueeze(-1), gates_in[:, t]), h, w_hh, out=v.gates)
-            h_dyn, c_dyn, _ = lstm_cell_forward(v, c, buf.h_dyn[t])
+            h_dyn, c_dyn, _ = lstm_cell_forward(v, c, buf.h_dyn[:, t])
             torch.where(m, c_dyn, c, out=buf.c[t + 1])
             h_tilde = torch.where(m, h_dyn, h)  # (n, B, hs)
             # eq. (7): communication among modules
-            offered = h_dyn if options.proposed else buf.offered[t].copy_(h_tilde)
+            offered = h_dyn if options.proposed else buf.offered[:, t].copy_(h_tilde)
             qkv = torch.bmm(offered, w_qkv, out=buf.qkv[t])  # (n, B, F)
             heads = qkv.view(n, B * Hc, -1).transpose(0, 1)  # (B Hc, n, 2 dc + dv)
             q, k_, v_ = heads.split([dc, dc, dv], -1)
@@ -240,14 +240,14 @@ class RIMsSequence(torch.autograd.Function):
             torch.tanh(value, out=act[..., :hs])
             torch.sigmoid(og[..., hs:], out=act[..., hs:])
             out = act[..., :hs] * act[..., hs:]
-            torch.where(m, h_tilde.add_(out), h, out=buf.h[t + 1])
+            torch.where(m, h_tilde.add_(out), h, out=buf.h[:, t + 1])
         ctx.save_for_backward(keys, w_ih, w_query, w_hh, w_qkv, w_out, p_all, active_all)
         ctx.lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx lets go
         ctx.buf, ctx.views, ctx.options = buf, views, options
         ctx.set_materialize_grads(False)
-        y = buf.h[1:].permute(2, 0, 1, 3).reshape(B, T, n * hs)  # (B, T, n hs)
+        y = buf.h[:, 1:].permute(2, 1, 0, 3).reshape(B, T, n * hs)  # (B, T, n hs)
         ctx.mark_non_differentiable(active_all)
-        return y, buf.h[T].transpose(0, 1).clone(), buf.c[T].transpose(0, 1).clone(), active_all
+        return y, buf.h[:, T].transpose(0, 1).clone(), buf.c[T].transpose(0, 1).clone(), active_all
 
     @staticmethod
     @once_differentiable
@@ -264,21 +264,15 @@ class RIMsSequence(torch.autograd.Function):
         key = (T, B, n, hs, dk, d_in, F_, Hc, dv, keys.dtype, keys.device)
 
         def make() -> tuple[Any, ...]:
-            new = keys.new_empty
-            g_gates = new(T, n, B, 4 * hs)
-            bufs = (g_gates, new(T, n, B, F_), new(T, n, B, 2 * hs), new(T, n, B, dk))
-            by_module = (
-                new(n, T * B, hs),
-                new(n, T * B, 4 * hs),
-                new(n, T * B, F_),
-                new(n, T * B, dk),
-                new(n, T * B, d_in),
-            )
-            views = _per_step(GateGradViews, (g_gates, *g_gates.chunk(4, -1)), True)
-            return bufs, by_module, views, _nbytes(*bufs, *by_module)
+            new = keys.new_empty  # by module, (n, T, B, ...), but ∂L/∂[value, gate] of the output (T, n, B, 2 hs)
+            g_gates = new(n, T, B, 4 * hs)
+            bufs = (g_gates, new(n, T, B, F_), new(T, n, B, 2 * hs), new(n, T, B, dk), new(n, T * B, d_in))
+            parts = (g_gates, *g_gates.chunk(4, -1))
+            views = _per_step(GateGradViews, tuple(x.transpose(0, 1) for x in parts), True)
+            return bufs, views, _nbytes(*bufs)
 
         workspace = _BACKWARD_POOL.take(key, make)
-        (g_gates_all, g_qkv_all, g_og_all, g_query_all), by_module, grad_views, nbytes = workspace
+        (g_gates_all, g_qkv_all, g_og_all, g_query_all, g_read), grad_views, nbytes = workspace
         new = keys.new_empty
         g_keys = new(T, B, dk)
         g_p_all = new(T, n, B)
@@ -311,8 +305,9 @@ class RIMsSequence(torch.autograd.Function):
             g_att = torch.bmm(g_comm, v_.transpose(1, 2))  # (B Hc, n, n)
             g_s = (g_att - (g_att * att).sum(-1, keepdim=True)).mul_(att).mul_(scale)
             g_heads = torch.cat([torch.bmm(g_s, k_), torch.bmm(g_s.transpose(1, 2), q), torch.bmm(att.mT, g_comm)], -1)
-            g_qkv_all[t].view(n, B * Hc, -1).copy_(g_heads.transpose(0, 1))  # (n, B, F)
-            g_offered = torch.bmm(g_qkv_all[t], w_qkv_t)  # (n, B, hs)
+            g_qkv = g_qkv_all[:, t]  # (n, B, F)
+            g_qkv.view(n, B * Hc, -1).copy_(g_heads.transpose(0, 1))
+            g_offered = torch.bmm(g_qkv, w_qkv_t)  # (n, B, hs)
             # what was offered: h̃ (its gradient kept only where active), or where(m, h̃, h)
             if options.proposed:
                 g_h_dyn = torch.where(m, g_a + g_offered, zero)
@@ -332,22 +327,21 @@ class RIMsSequence(torch.autograd.Function):
             # p = σ(s), s = q_in · key_t
             g_s_in = SIGMOID_BACKWARD(g_p, p_all[t].t(), grad_input=g_p_all[t])  # (n, B)
             q_in = buf.query[t]
-            g_q_in = torch.mul(g_s_in.unsqueeze(-1), keys[t], out=g_query_all[t])  # (n, B, dk)
+            g_q_in = torch.mul(g_s_in.unsqueeze(-1), keys[t], out=g_query_all[:, t])  # (n, B, dk)
             torch.bmm(g_s_in.t().unsqueeze(1), q_in.transpose(0, 1), out=g_keys[t].unsqueeze(1))
             g_h = torch.baddbmm(g_h_prev, g_q_in, w_query_t)
         # weight gradients: one matmul over all T B rows
-        h_bm, g_gates_bm, g_qkv_bm, g_query_bm, g_read = by_module
-        h_prev = _by_module(buf.h[:T], h_bm).transpose(1, 2)  # (n, hs, T B)
-        g_w_query = torch.bmm(h_prev, _by_module(g_query_all, g_query_bm))
-        g_w_hh = torch.bmm(h_prev, _by_module(g_gates_all, g_gates_bm))
-        g_bias = g_gates_bm.sum(1)
-        offered = _by_module(buf.h_dyn if options.proposed else buf.offered, h_bm)
-        g_w_qkv = torch.bmm(offered.transpose(1, 2), _by_module(g_qkv_all, g_qkv_bm))
+        h_prev = buf.h[:, :T].reshape(n, T * B, hs).transpose(1, 2)  # (n, hs, T B), a view
+        g_w_query = torch.bmm(h_prev, _rows(g_query_all))
+        g_w_hh = torch.bmm(h_prev, _rows(g_gates_all))
+        g_bias = _rows(g_gates_all).sum(1)
+        offered = _rows(buf.h_dyn if options.proposed else buf.offered)
+        g_w_qkv = torch.bmm(offered.transpose(1, 2), _rows(g_qkv_all))
         g_og = g_og_all.view(T * n * B, 2 * hs)
         g_w_out = torch.mm(g_og.t(), buf.comm.view(T * n * B, Hc * dv))
         g_b_out = g_og.sum(0)
         # U = read W_ih with ∂L/∂U = p ∂L/∂gates; read = V ⊙ δ
-        g_u = g_gates_bm.view(n, T, B, 4 * hs).mul_(p_all.permute(2, 0, 1).unsqueeze(-1)).view(n, T * B, -1)
+        g_u = g_gates_all.mul_(p_all.permute(2, 0, 1).unsqueeze(-1)).view(n, T * B, -1)
         g_w_ih = torch.bmm(buf.read.transpose(1, 2), g_u)
         torch.bmm(g_u, w_ih.transpose(1, 2), out=g_read)  # (n, T B, d_v)
         if read_noise is not None:
