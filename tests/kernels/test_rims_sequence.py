@@ -84,8 +84,7 @@ def _inputs(T=3, B=2, n=3, hs=2, dk=4, dv=5, Hc=2, dc=3):
         torch.randn(B, n, hs, **d),  # c0
         None,  # real
         torch.randn(n, dv, 4 * hs, **d),  # w_ih
-        torch.randn(n, hs, dk, **d),  # w_query
-        torch.randn(n, hs, 4 * hs, **d),  # w_hh
+        torch.randn(n, hs, 4 * hs + dk, **d),  # [w_hh | w_query]
         torch.randn(n, 4 * hs, **d),  # bias
         torch.randn(n, hs, F, **d),  # w_qkv
         torch.randn(2 * hs, Hc * dc, **d),  # w_out

@@ -1,24 +1,30 @@
 """A whole-sequence RIMs kernel: eqs. (2)-(7) of Goyal et al. 2019 for all T steps as one autograd node.
 
 At the sizes of the -small presets (6 modules of 16 units) a RIMs step is some forty small ops, and autograd's
-record of each op (and the node it runs in backward) costs more than the arithmetic. :class:`RIMsSequence`
+record of each op (and the node it runs in backward) costs as much as the arithmetic. :class:`RIMsSequence`
 runs the time loop with plain tensor ops into per-sequence buffers and has a hand-written backward that
 walks the steps in reverse; every weight gradient is one matmul over all T·B rows after the loop.
 
-What the caller computes before (with autograd, once per sequence): the input keys (pre-scaled by
-1/sqrt(d_k)) and ``U_{t,k} = (V_t ⊙ δ_{t,k}) W_ih[k]``, the input gates of every module as if it read
-the input with attention 1. With one input head and one input source (RIMs), the read is
-``A_k = α_k V ⊙ δ_k`` (δ: the dropout noise of the read), so ``A_k W_ih[k] = α_k U_k``: the largest
-matmul of the step moves out of the loop. Buffers are `[T, n, B, ...]`: each grouped map is one ``bmm`` over
-modules into a contiguous slice (``bmm(out=)`` into a strided view is many times slower), and each weight
-gradient one ``bmm`` over all steps.
+The caller gives the input keys (pre-scaled by 1/sqrt(d_k)) and values of all steps (eq. 1). With one
+input head and one input source (RIMs), the read is ``A_k = α_k (V ⊙ δ_k)`` (δ: the dropout noise of the
+read), so the dynamics' input term is ``A_k W_ih[k] = α_k U_k`` with ``U_{t,k} = (V_t ⊙ δ_{t,k}) W_ih[k]``:
+the largest matmul of the step runs once, before the loop, for all steps. The query map and W_hh both act
+on h_{t−1}, so they are one ``bmm`` with the weight [W_hh | W^q]. Dropout noise is drawn as ``F.dropout``
+draws it, step by step in the order of the step loop, so a seeded run gives the step loop's numbers.
+
+Workspaces: buffers and their views are made once per shape and reused (the pools of ``dnc_sequence``,
+here up to 512 MiB a workspace: the official sizes take about 300 MiB); fresh large buffers on every call
+cost more in page faults than the arithmetic at these sizes. A ``bmm`` writes a step's slice of a
+`[T, n, B, ...]` buffer (``bmm(out=)`` into a strided view is many times slower); buffers that weight
+gradients read are `[n, T, B, ...]`, so each weight gradient is one ``bmm`` over all T·B rows.
 
 Per step, with p the attention on the input (``1 − p`` on null), m the active set (eq. 5):
 
+    p = σ(h W^q · K_t);  m = top-k(p − 1)                              (eqs. 2, 3, 5)
     gates = b + p U_t + h W_hh;  (h̃, c̃) = LSTM(gates, c)            (eq. 6, ``lstm_step.lstm_cell_forward``)
     o = offered (h̃, or where(m, h̃, h)); [q k v] = o W_qkv          (eq. 7)
     C = softmax(q k^T / sqrt(d_c)) v;  out = σ(C W_g + b_g) ⊙ tanh((C W_o + b_o) ⊙ δ')
-    h' = where(m, where(m, h̃, h) + out, h),  c' = where(m, c̃, c)
+    h' = where(m, h̃ + out, h),  c' = where(m, c̃, c)
 
 Padded rows are rows with no active module, so they keep their state (the caller zeroes their outputs).
 """
@@ -67,15 +73,20 @@ def _softmax_(x: Tensor) -> Tensor:
     return e.div_(e.sum(-1, keepdim=True))
 
 
-def select(score: Tensor, k: int, real: Tensor | None) -> Tensor:
-    """Eq. (5): `[B, n]` bool, the k largest scores of each row (ties to the lower index), none in padded rows."""
-    B, n = score.shape
-    if k == n:
-        active = torch.ones(B, n, dtype=torch.bool, device=score.device)
+def select(score: Tensor, k: int, real: Tensor | None, out: Tensor) -> Tensor:
+    """Eq. (5): the k largest scores of each row (ties to the lower index), none in padded rows.
+
+    Args:
+        score: `[B, n]`.
+        k: number to select.
+        real: `[B]` bool, false in padded rows, or None.
+        out: `[B, n]` bool, all false, written in place and returned.
+    """
+    if k == score.shape[1]:
+        out.fill_(True)
     else:
-        idx = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :k]  # (B, k)
-        active = torch.zeros(B, n, dtype=torch.bool, device=score.device).scatter_(1, idx, True)
-    return active if real is None else active.logical_and_(real.unsqueeze(1))
+        out.scatter_(1, torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :k], True)
+    return out if real is None else out.logical_and_(real.unsqueeze(1))
 
 
 _POOL_MAX_BYTES = 512 * 2**20  # the official sizes (6 x 100 units, B = T = 64) take about 300 MiB
@@ -101,7 +112,7 @@ class _Buffers(NamedTuple):
     tc: Tensor  # tanh(c̃_t)
     h_dyn: Tensor  # h̃_t, (n, T, B, hs)
     offered: Tensor  # what each module offers to communication, (n, T, B, hs)
-    query: Tensor  # input queries, (T, n, B, d_k)
+    hq: Tensor  # [h W_hh | h W^q]: recurrent gate terms and input queries, (T, n, B, 4 hs + d_k)
     qkv: Tensor  # communication queries, keys, values, per head [q k v], (T, n, B, H_c (2 d_c + d_v))
     comm: Tensor  # communication reads, (T, n, B, H_c d_v)
     act: Tensor  # [tanh(value), σ(gate)] of the output, (T, n, B, 2 hs)
@@ -127,12 +138,11 @@ class RIMsSequence(torch.autograd.Function):
 
     Inputs (``n`` modules of ``hs`` units, ``F = H_c (2 d_c + d_v)``):
 
-    - ``keys`` `[T, B, d_k]` input keys divided by sqrt(d_k); ``gates_in`` `[n, T, B, 4 hs]` the U_t above;
-    - ``h0``, ``c0`` `[B, n, hs]`; ``noise`` `[T, n, B, hs]` dropout noise (0 or 1/(1−p)) of the output
-      value, or None; ``real`` `[T, B]` bool, false at padded steps, or None;
-    - ``w_query`` `[n, hs, d_k]`, ``w_hh`` `[n, hs, 4 hs]`, ``bias`` `[n, 4 hs]` (b_ih + b_hh),
-      ``w_qkv`` `[n, hs, F]` (columns per head: q, k, v), ``w_out`` `[2 hs, H_c d_v]` and ``b_out`` `[2 hs]`
-      (rows: value, then gate);
+    - ``keys`` `[T, B, d_k]` input keys divided by sqrt(d_k); ``values`` `[T, B, d_v]` input values;
+    - ``h0``, ``c0`` `[B, n, hs]`; ``real`` `[T, B]` bool, false at padded steps, or None;
+    - ``w_ih`` `[n, d_v, 4 hs]`, ``w_hq`` `[n, hs, 4 hs + d_k]` = [W_hh | W^q], ``bias`` `[n, 4 hs]`
+      (b_ih + b_hh), ``w_qkv`` `[n, hs, F]` (columns per head: q, k, v), ``w_out`` `[2 hs, H_c d_v]` and
+      ``b_out`` `[2 hs]` (rows: value, then gate);
     - ``options``: :class:`RIMsOptions`.
 
     Returns ``(y [B, T, n hs], h_T, c_T [B, n, hs], active [T, B, n])``; ``active`` has no gradient.
@@ -147,8 +157,7 @@ class RIMsSequence(torch.autograd.Function):
         c0: Tensor,
         real: Tensor | None,
         w_ih: Tensor,
-        w_query: Tensor,
-        w_hh: Tensor,
+        w_hq: Tensor,
         bias: Tensor,
         w_qkv: Tensor,
         w_out: Tensor,
@@ -156,7 +165,8 @@ class RIMsSequence(torch.autograd.Function):
         options: RIMsOptions,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         T, B, dk = keys.shape
-        n, hs = w_hh.shape[0], w_hh.shape[1]
+        n, hs = w_hq.shape[0], w_hq.shape[1]
+        G = 4 * hs
         Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
         F_, d_in = w_qkv.shape[-1], values.shape[-1]
         p_drop = options.dropout
@@ -174,7 +184,7 @@ class RIMsSequence(torch.autograd.Function):
                 tc=new(T, n, B, hs),
                 h_dyn=new(n, T, B, hs),
                 offered=new(n, T, B, hs) if not options.proposed else new(0),
-                query=new(T, n, B, dk),
+                hq=new(T, n, B, 4 * hs + dk),
                 qkv=new(T, n, B, F_),
                 comm=new(T, n, B, Hc * dv),
                 act=new(T, n, B, 2 * hs),
@@ -206,31 +216,31 @@ class RIMsSequence(torch.autograd.Function):
         buf.h[:, 0] = h0.transpose(0, 1)
         buf.c[0] = c0.transpose(0, 1)
         p_all = new(T, B, n)  # attention on the input
-        active_all = torch.empty(T, B, n, dtype=torch.bool, device=keys.device)
+        active_all = torch.zeros(T, B, n, dtype=torch.bool, device=keys.device)
         bias3 = bias.unsqueeze(1)  # (n, 1, 4 hs)
-        scale = 1.0 / math.sqrt(dc)
+        scale, unused = 1.0 / math.sqrt(dc), keys.new_empty(())
         for t in range(T):
             h, c = buf.h[:, t], buf.c[t]  # (n, B, hs)
-            # eqs. (2)-(3): queries, the input's score and attention p (null: 1 − p)
-            q_in = torch.bmm(h, w_query, out=buf.query[t])  # (n, B, dk)
-            s = torch.bmm(q_in.transpose(0, 1), keys[t].unsqueeze(-1)).squeeze(-1)  # (B, n)
+            # eqs. (2)-(3): queries (with h W_hh in the same bmm), the input's score, attention p (null: 1 − p)
+            hq = torch.bmm(h, w_hq, out=buf.hq[t])  # (n, B, 4 hs + dk)
+            s = torch.bmm(hq[..., G:].transpose(0, 1), keys[t].unsqueeze(-1)).squeeze(-1)  # (B, n)
             p = torch.sigmoid(s, out=p_all[t])  # (B, n)
             # eq. (5): the active set; -null_attention = p − 1
-            active = select(s if options.by_score else p - 1, options.k, None if real is None else real[t])
-            active_all[t] = active
+            active = select(
+                s if options.by_score else p - 1, options.k, None if real is None else real[t], active_all[t]
+            )
             m = active.t().unsqueeze(-1)  # (n, B, 1)
             # eq. (6): gates = b + p U_t + h W_hh, then the LSTM update
             v = views[t]
-            torch.baddbmm(torch.addcmul(bias3, p.t().unsqueeze(-1), gates_in[:, t]), h, w_hh, out=v.gates)
+            torch.add(hq[..., :G], torch.addcmul(bias3, p.t().unsqueeze(-1), gates_in[:, t]), out=v.gates)
             h_dyn, c_dyn, _ = lstm_cell_forward(v, c, buf.h_dyn[:, t])
             torch.where(m, c_dyn, c, out=buf.c[t + 1])
-            h_tilde = torch.where(m, h_dyn, h)  # (n, B, hs)
             # eq. (7): communication among modules
-            offered = h_dyn if options.proposed else buf.offered[:, t].copy_(h_tilde)
+            offered = h_dyn if options.proposed else torch.where(m, h_dyn, h, out=buf.offered[:, t])
             qkv = torch.bmm(offered, w_qkv, out=buf.qkv[t])  # (n, B, F)
             heads = qkv.view(n, B * Hc, -1).transpose(0, 1)  # (B Hc, n, 2 dc + dv)
             q, k_, v_ = heads.split([dc, dc, dv], -1)
-            att = torch.baddbmm(q.new_empty(()), q, k_.transpose(1, 2), beta=0, alpha=scale, out=buf.att[t])
+            att = torch.baddbmm(unused, q, k_.transpose(1, 2), beta=0, alpha=scale, out=buf.att[t])
             _softmax_(att)  # (B Hc, n, n)
             comm = torch.bmm(att, v_).view(B, Hc, n, dv).permute(2, 0, 1, 3)  # (n, B, Hc, dv)
             comm = buf.comm[t].view(n, B, Hc, dv).copy_(comm).view(n * B, Hc * dv)
@@ -240,8 +250,8 @@ class RIMsSequence(torch.autograd.Function):
             torch.tanh(value, out=act[..., :hs])
             torch.sigmoid(og[..., hs:], out=act[..., hs:])
             out = act[..., :hs] * act[..., hs:]
-            torch.where(m, h_tilde.add_(out), h, out=buf.h[:, t + 1])
-        ctx.save_for_backward(keys, w_ih, w_query, w_hh, w_qkv, w_out, p_all, active_all)
+            torch.where(m, out.add_(h_dyn), h, out=buf.h[:, t + 1])  # where(m, h̃ + out, h)
+        ctx.save_for_backward(keys, w_ih, w_hq, w_qkv, w_out, p_all, active_all)
         ctx.lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx lets go
         ctx.buf, ctx.views, ctx.options = buf, views, options
         ctx.set_materialize_grads(False)
@@ -252,11 +262,12 @@ class RIMsSequence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_y: Tensor | None, g_hT: Tensor | None, g_cT: Tensor | None, _: Any):  # type: ignore[override]
-        keys, w_ih, w_query, w_hh, w_qkv, w_out, p_all, active_all = ctx.saved_tensors
+        keys, w_ih, w_hq, w_qkv, w_out, p_all, active_all = ctx.saved_tensors
         buf, gate_views, options = ctx.buf, ctx.views, ctx.options
         read_noise, noise = (buf.read_noise, buf.value_noise) if options.dropout > 0 else (None, None)
         T, B, dk = keys.shape
-        n, hs = w_hh.shape[0], w_hh.shape[1]
+        n, hs = w_hq.shape[0], w_hq.shape[1]
+        G = 4 * hs
         Hc, dc, dv = options.comm_heads, options.comm_key_size, options.comm_value_size
         F_, d_in = w_qkv.shape[-1], buf.read.shape[-1]
         scale = 1.0 / math.sqrt(dc)
@@ -265,14 +276,14 @@ class RIMsSequence(torch.autograd.Function):
 
         def make() -> tuple[Any, ...]:
             new = keys.new_empty  # by module, (n, T, B, ...), but ∂L/∂[value, gate] of the output (T, n, B, 2 hs)
-            g_gates = new(n, T, B, 4 * hs)
-            bufs = (g_gates, new(n, T, B, F_), new(T, n, B, 2 * hs), new(n, T, B, dk), new(n, T * B, d_in))
-            parts = (g_gates, *g_gates.chunk(4, -1))
+            g_hq = new(n, T, B, G + dk)  # ∂L/∂[gates | input query]
+            bufs = (g_hq, new(n, T, B, F_), new(T, n, B, 2 * hs), new(n, T * B, d_in))
+            parts = (g_hq[..., :G], *g_hq[..., :G].chunk(4, -1))
             views = _per_step(GateGradViews, tuple(x.transpose(0, 1) for x in parts), True)
             return bufs, views, _nbytes(*bufs)
 
         workspace = _BACKWARD_POOL.take(key, make)
-        (g_gates_all, g_qkv_all, g_og_all, g_query_all, g_read), grad_views, nbytes = workspace
+        (g_hq_all, g_qkv_all, g_og_all, g_read), grad_views, nbytes = workspace
         new = keys.new_empty
         g_keys = new(T, B, dk)
         g_p_all = new(T, n, B)
@@ -280,7 +291,7 @@ class RIMsSequence(torch.autograd.Function):
         g_h = torch.zeros(n, B, hs, dtype=keys.dtype, device=keys.device) if g_hT is None else g_hT.transpose(0, 1)
         g_c = torch.zeros(n, B, hs, dtype=keys.dtype, device=keys.device) if g_cT is None else g_cT.transpose(0, 1)
         g_y4 = None if g_y is None else g_y.view(B, T, n, hs)
-        w_hh_t, w_query_t, w_qkv_t = w_hh.transpose(1, 2), w_query.transpose(1, 2), w_qkv.transpose(1, 2)
+        w_hq_t, w_qkv_t = w_hq.transpose(1, 2), w_qkv.transpose(1, 2)
         for t in reversed(range(T)):
             if g_y4 is not None:
                 g_h = g_h + g_y4[:, t].transpose(0, 1)  # (n, B, hs)
@@ -322,26 +333,24 @@ class RIMsSequence(torch.autograd.Function):
             saved = (v.sig, v.i, v.f, v.o, v.g, v.tc)
             g_gates, g_c_from = lstm_cell_backward(saved, c, g_h_dyn, g_c_dyn, grad_views[t])
             g_c = g_c_prev.add_(g_c_from)
-            g_h_prev = torch.baddbmm(g_h_prev, g_gates, w_hh_t)
             g_p = torch.mul(g_gates, gates_in[:, t]).sum(-1)  # (n, B)
             # p = σ(s), s = q_in · key_t
             g_s_in = SIGMOID_BACKWARD(g_p, p_all[t].t(), grad_input=g_p_all[t])  # (n, B)
-            q_in = buf.query[t]
-            g_q_in = torch.mul(g_s_in.unsqueeze(-1), keys[t], out=g_query_all[:, t])  # (n, B, dk)
-            torch.bmm(g_s_in.t().unsqueeze(1), q_in.transpose(0, 1), out=g_keys[t].unsqueeze(1))
-            g_h = torch.baddbmm(g_h_prev, g_q_in, w_query_t)
+            g_hq = g_hq_all[:, t]  # (n, B, 4 hs + dk): [∂L/∂gates | ∂L/∂q_in]
+            torch.mul(g_s_in.unsqueeze(-1), keys[t], out=g_hq[..., G:])  # (n, B, dk)
+            torch.bmm(g_s_in.t().unsqueeze(1), buf.hq[t][..., G:].transpose(0, 1), out=g_keys[t].unsqueeze(1))
+            g_h = torch.baddbmm(g_h_prev, g_hq, w_hq_t)  # through h W_hh and h W^q
         # weight gradients: one matmul over all T B rows
         h_prev = buf.h[:, :T].reshape(n, T * B, hs).transpose(1, 2)  # (n, hs, T B), a view
-        g_w_query = torch.bmm(h_prev, _rows(g_query_all))
-        g_w_hh = torch.bmm(h_prev, _rows(g_gates_all))
-        g_bias = _rows(g_gates_all).sum(1)
+        g_w_hq = torch.bmm(h_prev, _rows(g_hq_all))
+        g_bias = _rows(g_hq_all)[..., :G].sum(1)
         offered = _rows(buf.h_dyn if options.proposed else buf.offered)
         g_w_qkv = torch.bmm(offered.transpose(1, 2), _rows(g_qkv_all))
         g_og = g_og_all.view(T * n * B, 2 * hs)
         g_w_out = torch.mm(g_og.t(), buf.comm.view(T * n * B, Hc * dv))
         g_b_out = g_og.sum(0)
         # U = read W_ih with ∂L/∂U = p ∂L/∂gates; read = V ⊙ δ
-        g_u = g_gates_all.mul_(p_all.permute(2, 0, 1).unsqueeze(-1)).view(n, T * B, -1)
+        g_u = g_hq_all[..., :G].mul_(p_all.permute(2, 0, 1).unsqueeze(-1)).reshape(n, T * B, G)  # a view
         g_w_ih = torch.bmm(buf.read.transpose(1, 2), g_u)
         torch.bmm(g_u, w_ih.transpose(1, 2), out=g_read)  # (n, T B, d_v)
         if read_noise is not None:
@@ -355,8 +364,7 @@ class RIMsSequence(torch.autograd.Function):
             g_c.transpose(0, 1),
             None,
             g_w_ih,
-            g_w_query,
-            g_w_hh,
+            g_w_hq,
             g_bias,
             g_w_qkv,
             g_w_out,
@@ -374,7 +382,7 @@ def rims_sequence(
     weights: tuple[Tensor, ...],
     options: RIMsOptions,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:class:`RIMsSequence` applied; ``weights`` = (w_ih, w_query, w_hh, bias, w_qkv, w_out, b_out)."""
+    """:class:`RIMsSequence` applied; ``weights`` = (w_ih, w_hq, bias, w_qkv, w_out, b_out)."""
     return RIMsSequence.apply(keys, values, h0, c0, real, *weights, options)
 
 

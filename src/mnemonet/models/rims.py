@@ -542,8 +542,7 @@ class RIMsCell(Cell):
         ).flatten(-2)
         weights = (
             self.dynamics.weight_ih,
-            self.input_query.weight,
-            self.dynamics.weight_hh,
+            torch.cat([self.dynamics.weight_hh, self.input_query.weight], -1),  # h [W_hh | W^q]
             self.dynamics.bias_ih + self.dynamics.bias_hh,
             w_qkv,
             torch.cat([self.comm_output.weight, self.comm_gate.weight], 0),
