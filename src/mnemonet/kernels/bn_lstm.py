@@ -25,7 +25,14 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mnemonet.kernels.onednn import PackedLinear
-from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD, TANH_BACKWARD_INTO, const, tanh_into
+from mnemonet.kernels.tricks import (
+    SIGMOID_BACKWARD,
+    TANH_BACKWARD,
+    TANH_BACKWARD_INTO,
+    StepThreads,
+    const,
+    tanh_into,
+)
 from mnemonet.kernels.workspaces import Lease, Pool, storage_bytes
 
 _bn_forward = torch.ops.aten.native_batch_norm
@@ -328,37 +335,43 @@ class _Loop(torch.autograd.Function):
             count = torch.full((T,), B, dtype=x.dtype, device=x.device)
         two, minus_one = const(2.0, x), const(-1.0, x)
         h, c = h0, c0
-        for t in range(T):
-            keep = None if mask is None else keeps[t]  # (B, 1)
-            n_t = None if mask is None else count[t]  # rows counted at step t
-            if summed:  # BN(W_x x + W_h h; γ, b)
-                u = linear(h, add=wxs[t])
-                us.append(u)
-                pre = norm_1.forward(u, t, keep, n_t)
-            else:
-                ix = wxs[t] if norm_x is None else norm_x.forward(wxs[t], t, keep, n_t)  # BN(W_x x; γ_x, b)
-                if full:  # BN(W_h h; γ_h, 0) + BN(W_x x; γ_x, b)   (eq. 6)
-                    u = linear(h)
+        threads = StepThreads(cpu)
+        try:
+            for t in range(T):
+                keep = None if mask is None else keeps[t]  # (B, 1)
+                n_t = None if mask is None else count[t]  # rows counted at step t
+                threads.all()
+                wh = linear(h)  # W_h h_{t-1}: (B, 4H)
+                threads.one()
+                if summed:  # BN(W_x x + W_h h; γ, b)
+                    u = wh.add_(wxs[t])
                     us.append(u)
-                    pre = norm_1.forward(u, t, keep, n_t).add_(ix)
-                else:  # W_h h + BN(W_x x; γ_x, b)
-                    pre = linear(h, add=ix)
-            _gate_activations(pre, acts[t], gg[t], H)
-            c_new = torch.mul(gf[t], c, out=cns[t]).addcmul_(gi[t], gg[t])  # eq. 7
-            if norm_c is None:
-                tanh_into(c_new, out=tcs[t])
-            elif cpu:  # 2σ(2·BN(c)) − 1
-                torch.sigmoid(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
-                torch.addcmul(minus_one, tcs[t], two, out=tcs[t])
-            else:
-                torch.tanh(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
-            h_new = torch.mul(go[t], tcs[t], out=yss[t])  # eq. 8
-            if keep is None:
-                h, c = h_new, c_new
-            else:
-                h = torch.where(keep, h_new, h, out=hss[t + 1])
-                c = torch.where(keep, c_new, c, out=css[t + 1])
-                yss[t].mul_(keep)
+                    pre = norm_1.forward(u, t, keep, n_t)
+                else:
+                    ix = wxs[t] if norm_x is None else norm_x.forward(wxs[t], t, keep, n_t)  # BN(W_x x; γ_x, b)
+                    if full:  # BN(W_h h; γ_h, 0) + BN(W_x x; γ_x, b)   (eq. 6)
+                        us.append(wh)
+                        pre = norm_1.forward(wh, t, keep, n_t).add_(ix)
+                    else:  # W_h h + BN(W_x x; γ_x, b)
+                        pre = wh.add_(ix)
+                _gate_activations(pre, acts[t], gg[t], H)
+                c_new = torch.mul(gf[t], c, out=cns[t]).addcmul_(gi[t], gg[t])  # eq. 7
+                if norm_c is None:
+                    tanh_into(c_new, out=tcs[t])
+                elif cpu:  # 2σ(2·BN(c)) − 1
+                    torch.sigmoid(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
+                    torch.addcmul(minus_one, tcs[t], two, out=tcs[t])
+                else:
+                    torch.tanh(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
+                h_new = torch.mul(go[t], tcs[t], out=yss[t])  # eq. 8
+                if keep is None:
+                    h, c = h_new, c_new
+                else:
+                    h = torch.where(keep, h_new, h, out=hss[t + 1])
+                    c = torch.where(keep, c_new, c, out=css[t + 1])
+                    yss[t].mul_(keep)
+        finally:
+            threads.all()
         stats = []
         for norm in (norm_x, norm_1, norm_c):
             if norm is not None:
@@ -405,33 +418,39 @@ class _Loop(torch.autograd.Function):
         gi, gf, gg, go = ws.gates
         keeps = None if mask is None else mask.t().unsqueeze(-1).unbind(0)  # T × (B, 1)
         linear = PackedLinear(w.t(), B)  # du ↦ W_hᵀ du
-        for t in reversed(range(T)):
-            keep = None if mask is None else keeps[t]  # (B, 1)
-            n_t = None if mask is None else count[t]  # rows counted at step t
-            k = t if all_dpre else 0
-            dh_new = dh + dys[t]
-            if keep is not None:  # padded rows: state passed through, output 0
-                dh_new = torch.where(keep, dh_new, 0.0)
-                dh_skip, dc_skip = torch.where(keep, 0.0, dh), torch.where(keep, 0.0, dc)
-                dc = torch.where(keep, dc, 0.0)
-            dchat = TANH_BACKWARD(dh_new * go[t], tcs[t])  # through h = σ(o) tanh(ĉ)
-            if norm_c is not None:
-                dchat = norm_c.backward(dchat, cns[t], t, keep, n_t)
-            dc_new = dchat.add_(dc)
-            # dL/d(σ(i), σ(f), tanh(g), σ(o)), then through σ' = σ(1−σ) and tanh' = 1−tanh²
-            torch.mul(dc_new, gg[t], out=dg_i)
-            torch.mul(dc_new, c_prevs[t], out=dg_f)
-            torch.mul(dc_new, gi[t], out=dg_g)
-            torch.mul(dh_new, tcs[t], out=dg_o)
-            dpre = SIGMOID_BACKWARD(dgrad, acts[t], grad_input=dpres[k])
-            TANH_BACKWARD_INTO(dg_g, gg[t], grad_input=dpre_gs[k])
-            if norm_x is not None:
-                norm_x.backward(dpre, wxs[t], t, keep, n_t, out=wb.dwxs[t])
-            du = dpre if norm_1 is None else norm_1.backward(dpre, us[t], t, keep, n_t, out=wb.dus[t])
-            dh = linear(du)  # (B, H)
-            dc = dc_new * gf[t]
-            if keep is not None:
-                dh, dc = dh + dh_skip, dc + dc_skip
+        threads = StepThreads(dy.device.type == "cpu")
+        try:
+            for t in reversed(range(T)):
+                keep = None if mask is None else keeps[t]  # (B, 1)
+                n_t = None if mask is None else count[t]  # rows counted at step t
+                k = t if all_dpre else 0
+                dh_new = dh + dys[t]
+                if keep is not None:  # padded rows: state passed through, output 0
+                    dh_new = torch.where(keep, dh_new, 0.0)
+                    dh_skip, dc_skip = torch.where(keep, 0.0, dh), torch.where(keep, 0.0, dc)
+                    dc = torch.where(keep, dc, 0.0)
+                dchat = TANH_BACKWARD(dh_new * go[t], tcs[t])  # through h = σ(o) tanh(ĉ)
+                if norm_c is not None:
+                    dchat = norm_c.backward(dchat, cns[t], t, keep, n_t)
+                dc_new = dchat.add_(dc)
+                # dL/d(σ(i), σ(f), tanh(g), σ(o)), then through σ' = σ(1−σ) and tanh' = 1−tanh²
+                torch.mul(dc_new, gg[t], out=dg_i)
+                torch.mul(dc_new, c_prevs[t], out=dg_f)
+                torch.mul(dc_new, gi[t], out=dg_g)
+                torch.mul(dh_new, tcs[t], out=dg_o)
+                dpre = SIGMOID_BACKWARD(dgrad, acts[t], grad_input=dpres[k])
+                TANH_BACKWARD_INTO(dg_g, gg[t], grad_input=dpre_gs[k])
+                if norm_x is not None:
+                    norm_x.backward(dpre, wxs[t], t, keep, n_t, out=wb.dwxs[t])
+                du = dpre if norm_1 is None else norm_1.backward(dpre, us[t], t, keep, n_t, out=wb.dus[t])
+                threads.all()
+                dh = linear(du)  # (B, H)
+                threads.one()
+                dc = dc_new * gf[t]
+                if keep is not None:
+                    dh, dc = dh + dh_skip, dc + dc_skip
+        finally:
+            threads.all()
         du_all = dpre_all if norm_1 is None else wb.du  # dL/du_t: (T, B, 4H)
         # ∂L/∂W_h = Σ_t du_tᵀ h_{t-1}, as (Hᵀ dU)ᵀ: torch.mm reads both transposed operands in place
         dw = torch.mm(hs[:T].reshape(T * B, H).t(), du_all.reshape(T * B, G)).t()  # (4H, H)
