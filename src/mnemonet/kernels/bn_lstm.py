@@ -159,10 +159,10 @@ class _StepNorm:
         self.shift = shift if factor == 1.0 or shift is None else shift * factor
         if not self.training:
             mean, var = running  # (T, F) each
-            self.mean = mean
-            self.rstd = torch.rsqrt(var + eps)
-            self.scale = self.rstd * gamma  # (T, F): dBN/du
-            scale = self.rstd * self.gamma  # (T, F)
+            rstd = torch.rsqrt(var + eps)
+            self.means, self.rstds = mean.unbind(0), rstd.unbind(0)  # T × (F,)
+            self.dscales = (rstd * gamma).unbind(0)  # dBN/du: T × (F,)
+            scale = rstd * self.gamma  # (T, F)
             offset = -mean * scale if self.shift is None else self.shift - mean * scale  # (T, F)
             self.scales, self.offsets = scale.unbind(0), offset.unbind(0)  # T × (F,)
 
@@ -180,21 +180,14 @@ class _StepNorm:
         self.rstds.append(rstd)
         return y
 
-    def finish(self) -> None:
-        """After the forward loop: per-step statistics as `[T, F]` tensors."""
-        if self.training:
-            self.mean = torch.stack(self.means)  # (T, F)
-            self.rstd = torch.stack(self.rstds)  # (T, F)
-            self.means = self.rstds = []
-
     def batch_stats(self) -> tuple[Tensor, Tensor]:
         """(mean, biased variance) `[T, F]` of a training pass."""
-        return self.mean.clone(), self.rstd.pow(-2) - self.eps
+        return torch.stack(self.means), torch.stack(self.rstds).pow_(-2).sub_(self.eps)
 
     def backward(self, dy: Tensor, u: Tensor, t: int, keep: Tensor | None, count: Tensor | None,
                  out: Tensor | None = None) -> Tensor:  # fmt: skip
         """dL/du `[B, F]` for step t given dL/dy (y = BN(u; γ, shift)), into ``out`` if given."""
-        mean, rstd, gamma = self.mean[t], self.rstd[t], self.gamma_raw
+        mean, rstd, gamma = self.means[t], self.rstds[t], self.gamma_raw
         if self.training and keep is None:
             du, dgamma, dshift = _bn_backward(dy, u, gamma, None, None, mean, rstd, True, self.eps, [True] * 3)
         else:
@@ -206,7 +199,7 @@ class _StepNorm:
                 centred = (dshift * gamma + xhat * (dgamma * gamma)) / count.clamp(min=1.0)
                 du = (dy * gamma - torch.where(keep, centred, 0.0)) * rstd
             else:
-                du = dy * self.scale[t]
+                du = dy * self.dscales[t]
         self.dgammas.append(dgamma)
         self.dshifts.append(dshift)
         return du if out is None else out.copy_(du)
@@ -374,8 +367,6 @@ class _Loop(torch.autograd.Function):
             threads.all()
         stats = []
         for norm in (norm_x, norm_1, norm_c):
-            if norm is not None:
-                norm.finish()
             stats += norm.batch_stats() if norm is not None and norm.training else [x.new_empty(0), x.new_empty(0)]
         stats.append(count.clone())
         ctx.save_for_backward(c0, w, w_ih, mask)
