@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 import mnemonet.models.bn_lstm  # noqa: F401  (registers "bn_lstm")
+from common import paired_ratio
 from mnemonet.models.registry import available, build
 
 SHAPES = ((64, 100, 32, 128), (32, 100, 64, 512))
@@ -79,14 +80,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (median)")
-    print("median ms per forward+backward; wall clock, and CPU time of this process (robust to other load)")
+    print("median ms per forward+backward; wall clock, and CPU time of this process (robust to other load);")
+    print("paired: median and quartiles over rounds of each round's wall-clock ratio bn_lstm / reference")
     for shape in SHAPES:
         times, name = bench(shape, args.repeats, args.warmup)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        paired, q1, q3 = paired_ratio(times["bn"], times["ref"])
         print(
             f"(B, T, I, H) = {shape}: bn_lstm {med['bn']:7.1f} ms, {name} {med['ref']:7.1f} ms, "
             f"ratio {med['bn'] / med['ref']:.2f} (wall) | bn_lstm {med['bn_cpu']:7.1f} ms, "
-            f"reference {med['ref_cpu']:7.1f} ms, ratio {med['bn_cpu'] / med['ref_cpu']:.2f} (CPU)"
+            f"reference {med['ref_cpu']:7.1f} ms, ratio {med['bn_cpu'] / med['ref_cpu']:.2f} (CPU) | "
+            f"paired {paired:.2f} ({q1:.2f}-{q3:.2f})"
         )
 
 

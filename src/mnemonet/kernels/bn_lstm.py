@@ -11,9 +11,10 @@ statistics over the B rows of each step, eq. 5), forward and backward.
 Speed (``benchmarks/bench_bn_lstm.py``): the buffers of all T steps and their per-step views come from a
 :class:`~mnemonet.kernels.workspaces.Pool` (a fresh buffer of several MiB costs page faults on every call);
 on CPU in float32 the recurrent matmuls run oneDNN's kernels (as torch's own CPU LSTM does) and tanh is
-computed as 2σ(2x) − 1. It computes what the step path of :class:`~mnemonet.models.bn_lstm.BNLSTMCell`
-computes (``tests/kernels`` compare the two, values and gradients, and gradcheck it); first-order
-gradients only.
+computed as 2σ(2x) − 1; with several intra-op threads the matmuls use them all and the small per-step ops
+one (:class:`~mnemonet.kernels.tricks.StepThreads`: torch would split a step's batch norms over threads at a
+loss). It computes what the step path of :class:`~mnemonet.models.bn_lstm.BNLSTMCell` computes
+(``tests/kernels`` compare the two, values and gradients, and gradcheck it); first-order gradients only.
 """
 
 from __future__ import annotations
