@@ -12,7 +12,7 @@ the largest matmul of the step runs once, before the loop, for all steps. The qu
 on h_{t−1}, so they are one ``bmm`` with the weight [W_hh | W^q]. Dropout noise is drawn as ``F.dropout``
 draws it, step by step in the order of the step loop, so a seeded run gives the step loop's numbers.
 
-Workspaces: buffers and their views are made once per shape and reused (the pools of ``dnc_sequence``,
+Workspaces: buffers and their views are made once per shape and reused (:mod:`.workspaces`,
 here up to 512 MiB a workspace: the official sizes take about 300 MiB); fresh large buffers on every call
 cost more in page faults than the arithmetic at these sizes. A ``bmm`` writes a step's slice of a
 `[T, n, B, ...]` buffer (``bmm(out=)`` into a strided view is many times slower); buffers that weight
@@ -38,10 +38,10 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mnemonet.kernels.dnc_sequence import _Lease, _nbytes, _Pool
 from mnemonet.kernels.lstm_step import GateGradViews, GateViews, lstm_cell_backward, lstm_cell_forward
 from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD_INTO
 from mnemonet.kernels.tricks import per_step as _per_step
+from mnemonet.kernels.workspaces import Lease, Pool, release_workspaces, storage_bytes
 
 
 class RIMsOptions(NamedTuple):
@@ -90,13 +90,7 @@ def select(score: Tensor, k: int, real: Tensor | None, out: Tensor) -> Tensor:
 
 
 _POOL_MAX_BYTES = 512 * 2**20  # the official sizes (6 x 100 units, B = T = 64) take about 300 MiB
-_FORWARD_POOL, _BACKWARD_POOL = _Pool(_POOL_MAX_BYTES), _Pool(_POOL_MAX_BYTES)
-
-
-def release_workspaces() -> None:
-    """Drop the free workspaces kept for later calls (their memory goes back to the allocator)."""
-    _FORWARD_POOL.free.clear()
-    _BACKWARD_POOL.free.clear()
+_FORWARD_POOL, _BACKWARD_POOL = Pool(_POOL_MAX_BYTES), Pool(_POOL_MAX_BYTES)
 
 
 class _Buffers(NamedTuple):
@@ -194,7 +188,7 @@ class RIMsSequence(torch.autograd.Function):
                 read_noise=new(T, B, n, d_in) if p_drop > 0 else new(0),
                 value_noise=new(T, B, n, hs) if p_drop > 0 else new(0),
             )
-            return b, _gate_views(b.gates, b.sig, b.g, b.c_dyn, b.tc), _nbytes(*b)
+            return b, _gate_views(b.gates, b.sig, b.g, b.c_dyn, b.tc), storage_bytes(*b)
 
         workspace = _FORWARD_POOL.take(key, make)
         buf, views, nbytes = workspace
@@ -252,7 +246,7 @@ class RIMsSequence(torch.autograd.Function):
             out = act[..., :hs] * act[..., hs:]
             torch.where(m, out.add_(h_dyn), h, out=buf.h[:, t + 1])  # where(m, h̃ + out, h)
         ctx.save_for_backward(keys, w_ih, w_hq, w_qkv, w_out, p_all, active_all)
-        ctx.lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx lets go
+        ctx.lease = Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx lets go
         ctx.buf, ctx.views, ctx.options = buf, views, options
         ctx.set_materialize_grads(False)
         y = buf.h[:, 1:].permute(2, 1, 0, 3).reshape(B, T, n * hs)  # (B, T, n hs)
@@ -280,7 +274,7 @@ class RIMsSequence(torch.autograd.Function):
             bufs = (g_hq, new(n, T, B, F_), new(T, n, B, 2 * hs), new(n, T * B, d_in))
             parts = (g_hq[..., :G], *g_hq[..., :G].chunk(4, -1))
             views = _per_step(GateGradViews, tuple(x.transpose(0, 1) for x in parts), True)
-            return bufs, views, _nbytes(*bufs)
+            return bufs, views, storage_bytes(*bufs)
 
         workspace = _BACKWARD_POOL.take(key, make)
         (g_hq_all, g_qkv_all, g_og_all, g_read), grad_views, nbytes = workspace
