@@ -10,7 +10,7 @@ Targets (B = 64, T = 64, CPU):
   k = 4) within 4x the ``torch.nn.LSTM`` of about the same number of parameters (115 units on the pixel).
 
 Measured here with RIMs' whole-sequence kernel (``kernels/rims_sequence.py``), machine shared (load 5-10), ratios
-at --threads 1 / 2: RIMs 1.46x / THREADS2_RIMS (target met), rims-small 5.34x / THREADS2_SMALL (missed; 7.5x
+at --threads 1 / 2: RIMs 1.46x / 2.10x (met at 1 thread only), rims-small 5.34x / 11.3x (missed; 7.5x
 before the kernel), BRIMs 2.20x at 1 thread (no kernel). docs/rims_differences.md ("Speed") says where the
 small model's time goes.
 
