@@ -48,8 +48,8 @@ static FN(Layout) FN(layout)(long N, long W, long R) {
 long FN(dnc_saved_size)(long N, long W, long R) { return FN(layout)(N, W, R).size; }
 
 /* scratch of one backward call: gwr, gfwd, gbwd, gdot, gwrp [R N]; gwwt, gp, gminv, ga, gsa, gun [N];
- * gq [(R+1) W]; gpi [3R]; gsg [W+R+2]; gv [W] */
-long FN(dnc_work_size)(long N, long W, long R) { return 5 * R * N + 6 * N + (R + 1) * W + 3 * R + (W + R + 2) + W; }
+ * gq [(R+1) W]; gpi [3R]; gsg [W+R+2]; gv [W]; two columns [R] */
+long FN(dnc_work_size)(long N, long W, long R) { return 5 * R * N + 6 * N + (R + 1) * W + 5 * R + (W + R + 2) + W; }
 
 static inline REAL FN(sigmoid)(REAL x) { return (REAL)1 / ((REAL)1 + exp(-x)); }
 
@@ -61,18 +61,35 @@ static void FN(softmax)(REAL* x, long n) {
     for (long i = 0; i < n; i++) x[i] /= s;
 }
 
+/* out[j] += Σ_i c[i] A[i][j] (row stride lda), four rows per pass over out: out stays in registers longer */
+static void FN(acc_rows)(REAL* restrict out, const REAL* restrict A, long lda, const REAL* restrict c, long rows, long n) {
+    long i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const REAL *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        const REAL c0 = c[i], c1 = c[i + 1], c2 = c[i + 2], c3 = c[i + 3];
+        for (long j = 0; j < n; j++) out[j] += c0 * a0[j] + c1 * a1[j] + c2 * a2[j] + c3 * a3[j];
+    }
+    for (; i < rows; i++) {
+        const REAL *a = A + i * lda, ci = c[i];
+        for (long j = 0; j < n; j++) out[j] += ci * a[j];
+    }
+}
+
 /* stable ascending sort of key[0..n) by index: phi[j] = slot of the j-th smallest (ties in slot order) */
-static void FN(argsort)(const REAL* key, int32_t* phi, int32_t* tmp, long n) {
-    for (long i = 0; i < n; i++) phi[i] = (int32_t)i;
-    if (n <= 32) {  /* insertion sort */
-        for (long i = 1; i < n; i++) {
-            int32_t v = phi[i];
+static void FN(argsort)(const REAL* key, int32_t* phi, const int32_t* start, int32_t* tmp, long n) {
+    if (start != NULL && n <= 1024) {  /* insertion sort from the previous step's order (nearly sorted) */
+        for (long i = 0; i < n; i++) {
+            int32_t v = start[i];
             long j = i;
-            while (j > 0 && key[phi[j - 1]] > key[v]) { phi[j] = phi[j - 1]; j--; }
+            while (j > 0 && (key[phi[j - 1]] > key[v] || (key[phi[j - 1]] == key[v] && phi[j - 1] > v))) {
+                phi[j] = phi[j - 1];
+                j--;
+            }
             phi[j] = v;
         }
         return;
     }
+    for (long i = 0; i < n; i++) phi[i] = (int32_t)i;
     for (long width = 1; width < n; width *= 2) {  /* bottom-up merge sort; left wins ties: stable */
         for (long lo = 0; lo < n; lo += 2 * width) {
             long mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
@@ -88,7 +105,7 @@ static void FN(argsort)(const REAL* key, int32_t* phi, int32_t* tmp, long n) {
 void FN(dnc_access_forward)(
     long B, long N, long W, long R, const REAL* xi, long xi_stride, const REAL* M, const REAL* u, const REAL* L,
     const REAL* p, const REAL* wrp, const REAL* wwp, REAL* Mn, REAL* un, REAL* Ln, REAL* pn, REAL* wr, REAL* ww,
-    REAL* r, long r_stride, REAL* saved, int32_t* phi_all, int32_t* sort_tmp) {
+    REAL* r, long r_stride, REAL* saved, int32_t* phi_all, const int32_t* phi_prev, int32_t* sort_tmp) {
     const FN(Layout) lay = FN(layout)(N, W, R);
     const REAL eps = (REAL)EPSILON, one = 1;
     for (long b = 0; b < B; b++) {
@@ -149,7 +166,7 @@ void FN(dnc_access_forward)(
 
         /* a_t: usage ε + (1 − ε) u sorted ascending, exclusive cumulative product */
         for (long i = 0; i < N; i++) a[i] = eps + (one - eps) * unb[i];  /* a holds the sort keys for now */
-        FN(argsort)(a, phi, sort_tmp, N);
+        FN(argsort)(a, phi, phi_prev == NULL ? NULL : phi_prev + b * N, sort_tmp, N);
         for (long j = 0; j < N; j++) su[j] = a[phi[j]];
         REAL prod = 1;
         for (long j = 0; j < N; j++) {
@@ -208,10 +225,11 @@ void FN(dnc_access_forward)(
             const REAL* wp = wrpb + h * N;
             REAL* bh = bwd + h * N;
             for (long j = 0; j < N; j++) bh[j] = 0;
+            FN(acc_rows)(bh, Lnb, N, wp, N, N);
             for (long i = 0; i < N; i++) {
                 const REAL* row = Lnb + i * N;
-                REAL d = 0, c = wp[i];
-                for (long j = 0; j < N; j++) { d += row[j] * wp[j]; bh[j] += c * row[j]; }
+                REAL d = 0;
+                for (long j = 0; j < N; j++) d += row[j] * wp[j];
                 fwd[h * N + i] = d;
             }
             REAL p0 = pi[3 * h], p1 = pi[3 * h + 1], p2 = pi[3 * h + 2];
@@ -219,11 +237,7 @@ void FN(dnc_access_forward)(
             for (long i = 0; i < N; i++) wh[i] = p0 * bh[i] + p1 * c_r[h * N + i] + p2 * fwd[h * N + i];
             REAL* rh = rb + h * W;
             for (long w = 0; w < W; w++) rh[w] = 0;
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Mnb + i * W;
-                REAL c = wh[i];
-                for (long w = 0; w < W; w++) rh[w] += c * row[w];
-            }
+            FN(acc_rows)(rh, Mnb, W, wh, N, W);
         }
     }
 }
@@ -240,7 +254,8 @@ void FN(dnc_access_backward)(
     const REAL eps = (REAL)EPSILON, one = 1;
     REAL *gwr_l = work, *gfwd = gwr_l + R * N, *gbwd = gfwd + R * N, *gdot = gbwd + R * N, *gwrp = gdot + R * N;
     REAL *gwwt = gwrp + R * N, *gpl = gwwt + N, *gminv = gpl + N, *g_a = gminv + N, *gsa = g_a + N, *gun = gsa + N;
-    REAL *gq = gun + N, *gpi = gq + (R + 1) * W, *gsg = gpi + 3 * R, *gv = gsg + W + R + 2;
+    REAL *gq = gun + N, *gpi = gq + (R + 1) * W, *gsg = gpi + 3 * R, *gv = gsg + W + R + 2, *col = gv + W;
+    REAL* col2 = col + R;
     for (long b = 0; b < B; b++) {
         const REAL *x = xi + b * xi_stride, *keys = x, *v = x + (R + 1) * W, *plus = v + W;
         const REAL *Mb = M + b * N * W, *ub = u + b * N, *Lb = L + b * N * N, *pb = p + b * N;
@@ -268,12 +283,8 @@ void FN(dnc_access_backward)(
             }
         }
         for (long i = 0; i < N; i++) {
-            REAL* g = gMb + i * W;
-            for (long h = 0; h < R; h++) {
-                REAL c = wrb[h * N + i];
-                const REAL* gr = grb + h * W;
-                for (long w = 0; w < W; w++) g[w] += c * gr[w];
-            }
+            for (long h = 0; h < R; h++) col[h] = wrb[h * N + i];
+            FN(acc_rows)(gMb + i * W, grb, W, col, R, W);
         }
         /* w^r = π_b b + π_c c + π_f f (gdot holds ∂L/∂c^r for now) */
         for (long h = 0; h < R; h++) {
@@ -292,21 +303,20 @@ void FN(dnc_access_backward)(
         /* f = L_t w^r_{t−1}, b = L_t^T w^r_{t−1}: G = ∂L/∂L_t (in gL), ∂L/∂w^r_{t−1} */
         for (long i = 0; i < N; i++) {
             REAL* G = gLb + i * N;
-            for (long h = 0; h < R; h++) {
-                REAL c1 = gfwd[h * N + i], c2 = wrpb[h * N + i];
-                const REAL *wp = wrpb + h * N, *gb = gbwd + h * N;
-                for (long j = 0; j < N; j++) G[j] += c1 * wp[j] + c2 * gb[j];
-            }
+            for (long h = 0; h < R; h++) col[h] = gfwd[h * N + i], col2[h] = wrpb[h * N + i];
+            FN(acc_rows)(G, wrpb, N, col, R, N);
+            FN(acc_rows)(G, gbwd, N, col2, R, N);
             G[i] = 0;
         }
         for (long h = 0; h < R; h++) {
             REAL* out = gwrp + h * N;
-            const REAL *gf = gfwd + h * N, *gb = gbwd + h * N;
+            const REAL* gb = gbwd + h * N;
             for (long j = 0; j < N; j++) out[j] = 0;
+            FN(acc_rows)(out, Lnb, N, gfwd + h * N, N, N);
             for (long i = 0; i < N; i++) {
                 const REAL* row = Lnb + i * N;
-                REAL c = gf[i], d = 0;
-                for (long j = 0; j < N; j++) { out[j] += c * row[j]; d += gb[j] * row[j]; }
+                REAL d = 0;
+                for (long j = 0; j < N; j++) d += gb[j] * row[j];
                 out[i] += d;
             }
         }
@@ -322,21 +332,14 @@ void FN(dnc_access_backward)(
             }
             REAL* gqh = gq + h * W;
             for (long w = 0; w < W; w++) gqh[w] = 0;
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Mnb + i * W;
-                REAL c = gd[i];
-                for (long w = 0; w < W; w++) gqh[w] += c * row[w];
-            }
+            FN(acc_rows)(gqh, Mnb, W, gd, N, W);
         }
         for (long i = 0; i < N; i++) {
             REAL* g = gMb + i * W;
             const REAL* row = Mnb + i * W;
             REAL gm = gminv[i] * mn_inv[i];
-            for (long h = 0; h < R; h++) {
-                REAL c = gdot[h * N + i];
-                const REAL* qh = q + h * W;
-                for (long w = 0; w < W; w++) g[w] += c * qh[w];
-            }
+            for (long h = 0; h < R; h++) col[h] = gdot[h * N + i];
+            FN(acc_rows)(g, q, W, col, R, W);
             for (long w = 0; w < W; w++) g[w] -= gm * row[w];
         }
         /* L_t = (1 − w_i − w_j) L + w_i p_j and p_t = (1 − Σ w) p + w: into ∂L/∂w^w_t, ∂L/∂p_{t−1} */
@@ -364,6 +367,7 @@ void FN(dnc_access_backward)(
         /* M_t = M + w^w ⊙ (v^T − e^T ⊙ M): ∂L/∂w^w, ∂L/∂v, ∂L/∂e, ∂L/∂M_{t−1} (first part) */
         REAL *gv_ = gv, *ge = gsg;  /* ∂L/∂e goes straight into the gate gradients */
         for (long w = 0; w < W; w++) gv_[w] = 0, ge[w] = 0;
+        FN(acc_rows)(gv_, gMb, W, wwb, N, W);
         for (long i = 0; i < N; i++) {
             REAL* g = gMb + i * W;
             const REAL* row = Mb + i * W;
@@ -371,7 +375,6 @@ void FN(dnc_access_backward)(
             for (long w = 0; w < W; w++) {
                 d += g[w] * (v[w] - e[w] * row[w]);
                 REAL gwi = g[w] * wi;
-                gv_[w] += gwi;
                 ge[w] -= gwi * row[w];
                 g[w] -= gwi * e[w];
             }
@@ -400,16 +403,15 @@ void FN(dnc_access_backward)(
         }
         /* c^w = softmax(β^w cosine(k^w, M_{t−1})) */
         REAL* gqw = gq + R * W;
+        REAL* gdw = gminv;  /* free again */
         for (long w = 0; w < W; w++) gqw[w] = 0;
+        for (long i = 0; i < N; i++) gdw[i] = c_w[i] * (gwwt[i] - s_cw) * m_inv[i];
+        FN(acc_rows)(gqw, Mb, W, gdw, N, W);
         for (long i = 0; i < N; i++) {
-            REAL gd = c_w[i] * (gwwt[i] - s_cw) * m_inv[i];
-            REAL gm = gd * z_w[i] * m_inv[i];
+            REAL gd = gdw[i], gm = gd * z_w[i] * m_inv[i];
             const REAL* row = Mb + i * W;
             REAL* g = gMb + i * W;
-            for (long w = 0; w < W; w++) {
-                gqw[w] += gd * row[w];
-                g[w] += gd * q_w[w] - gm * row[w];
-            }
+            for (long w = 0; w < W; w++) g[w] += gd * q_w[w] - gm * row[w];
         }
         /* u_t = u_pre ⊙ ψ, u_pre = u + w^w_{t−1} (1 − u); ψ = Π_i (1 − f_i w^{r,i}_{t−1}) */
         REAL* gf = gsg + W;

@@ -348,8 +348,8 @@ def _forward_native(
         now = state_ptrs[k]  # M_t, u_t, L_t, p_t, w^r_t, w^w_t; r_t goes into HR[t + 1]
         forward(
             B, N, W, R, xi_ptrs[k], Z, *prev, *now, r_ptr + (t + 1) * B * row * el, row, saved_ptrs[k], phi_ptrs[k],
-            tmp_ptr,
-        )  # fmt: skip
+            phi_ptrs[(t - 1) % n_buf] if t else None, tmp_ptr,
+        )  # fmt: skip  (the sort starts from the previous step's order)
         prev = now
         if keep:
             steps.append((c, lstm_saved))
