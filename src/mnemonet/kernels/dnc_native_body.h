@@ -102,6 +102,11 @@ static void FN(argsort)(const REAL* key, int32_t* phi, const int32_t* start, int
     }
 }
 
+/* the sort alone, for tests: phi = argsort(key) (stable), from the order ``start`` if not NULL */
+void FN(dnc_argsort)(const REAL* key, int32_t* phi, const int32_t* start, int32_t* tmp, long n) {
+    FN(argsort)(key, phi, start, tmp, n);
+}
+
 void FN(dnc_access_forward)(
     long B, long N, long W, long R, const REAL* xi, long xi_stride, const REAL* M, const REAL* u, const REAL* L,
     const REAL* p, const REAL* wrp, const REAL* wwp, REAL* Mn, REAL* un, REAL* Ln, REAL* pn, REAL* wr, REAL* ww,

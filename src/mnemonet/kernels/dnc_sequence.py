@@ -346,10 +346,11 @@ def _forward_native(
         h, c_new, lstm_saved = lstm_cell_forward(gates[k], c, h_out[t + 1])
         torch.addmm(b_xi, h, w_xi_t, out=xis[k])  # ξ_t = W_ξ h_t + b
         now = state_ptrs[k]  # M_t, u_t, L_t, p_t, w^r_t, w^w_t; r_t goes into HR[t + 1]
+        # the sort of step t starts from step t − 1's order
         forward(
             B, N, W, R, xi_ptrs[k], Z, *prev, *now, r_ptr + (t + 1) * B * row * el, row, saved_ptrs[k], phi_ptrs[k],
             phi_ptrs[(t - 1) % n_buf] if t else None, tmp_ptr,
-        )  # fmt: skip  (the sort starts from the previous step's order)
+        )  # fmt: skip
         prev = now
         if keep:
             steps.append((c, lstm_saved))

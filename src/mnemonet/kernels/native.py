@@ -36,6 +36,7 @@ _SIGNATURES = {
     "dnc_saved_size": ([_L] * 3, _L),
     "dnc_work_size": ([_L] * 3, _L),
     "dnc_access_forward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L, _P, _P, _P, _P], None),
+    "dnc_argsort": ([_P, _P, _P, _P, _L], None),
     "dnc_access_backward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L] + [_P] * 6 + [_P, _L, _P], None),
 }
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
