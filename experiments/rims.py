@@ -301,6 +301,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (runs/.../rims-quick)")
     parser.add_argument("--report", action="store_true", help="write the page from finished runs; train nothing")
+    parser.add_argument("--only", choices=sorted(EXPERIMENTS), help="train only this experiment (the page keeps the "
+                        "other one's finished runs)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     root, doc, fig_dir = report_paths("rims", args.quick)
@@ -313,7 +315,8 @@ def main() -> None:
         arms, conditions = EXPERIMENTS[experiment]
         for seed in SEEDS:
             name = slug(experiment, arm)
-            if args.report and not (root / f"{name}-s{seed}" / "done.json").is_file():
+            report_only = args.report or (args.only is not None and experiment != args.only)
+            if report_only and not (root / f"{name}-s{seed}" / "done.json").is_file():
                 continue
             record = run_arm(arms[arm], name, seed, root, overrides)
             ev = evaluate_conditions(record["run"], conditions, batches, batch_size)

@@ -201,3 +201,18 @@ def test_bad_arguments():
         task.metrics(torch.zeros(2, 5, 3), batch)
     with pytest.raises(ValueError, match="batch_size"):
         task.sample(0, gen())
+
+
+# -- shared padding ------------------------------------------------------------------------------------
+
+
+def test_pad_sequences_fills_the_tail_and_keeps_the_target_dtype():
+    from mnemonet.tasks.base import pad_sequences
+
+    long = (torch.ones(3, 2), torch.tensor([[1], [2], [3]]), torch.ones(3))
+    short = (2 * torch.ones(1, 2), torch.tensor([[4]]), torch.ones(1))
+    batch = pad_sequences([long, short], target_fill=-1)
+    assert batch.target.dtype == torch.int64 and batch.target[:, :, 0].tolist() == [[1, 2, 3], [4, -1, -1]]
+    assert batch.x[1].tolist() == [[2.0, 2.0], [0.0, 0.0], [0.0, 0.0]]
+    assert batch.weight.tolist() == [[1, 1, 1], [1, 0, 0]] and batch.lengths.tolist() == [3, 1]
+    assert pad_sequences([long, long]).lengths is None

@@ -53,6 +53,12 @@ def test_overrides_are_typed_and_nested():
     assert cfg.curriculum.name == "decu" and cfg.curriculum.kwargs == {"step": 2}
 
 
+def test_yaml_boolean_words_stay_words_for_text_fields():
+    # YAML 1.1 reads off/on/yes/no as booleans; a text field such as trainer.progress keeps the word
+    assert load_config(BASE, ["trainer.progress=off"]).trainer.progress == "off"
+    assert load_config(BASE, ["trainer.tensorboard=off"]).trainer.tensorboard is False
+
+
 def test_int_field_accepts_integral_float_but_not_text():
     assert load_config(BASE, ["trainer.steps=20.0"]).trainer.steps == 20
     with pytest.raises(ConfigError, match=r"trainer\.steps: expected int, got 'abc'"):

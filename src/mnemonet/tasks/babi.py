@@ -37,10 +37,9 @@ import torch
 from torch import Tensor
 
 from mnemonet._checks import check_positive
-from mnemonet.tasks.base import Batch, Task
+from mnemonet.tasks.base import Batch, Task, pad_sequences
 from mnemonet.tasks.bits import check_range
 from mnemonet.tasks.data import check_split
-from mnemonet.tasks.graphs import pad_sequences
 from mnemonet.tasks.scoring import check_logits, weighted_cross_entropy
 
 TASK_NAMES = {
@@ -451,7 +450,8 @@ class BabiTask(Task):
         split = check_split(split)
         check_positive(batch_size, "batch_size")
         stories = [self.story(generator, split) for _ in range(batch_size)]
-        batch = pad_sequences([(x, y[:, None], w) for x, y, w in map(self.encode, stories)])  # targets (T, 1)
+        parts = [(x, y[:, None], w) for x, y, w in map(self.encode, stories)]  # targets (T, 1)
+        batch = pad_sequences(parts, target_fill=-1)
         target = batch.target[..., 0].clamp_min(0)  # (B, T)
         return batch._replace(target=target, info={"task": torch.tensor([s.task for s in stories])})
 

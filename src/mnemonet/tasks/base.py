@@ -17,7 +17,8 @@ class Batch(NamedTuple):
 
     Attributes:
         x: `[B, T, input_size]` float inputs.
-        target: `[B, T]` int64 class per step (classification) or `[B, T, output_size]` float bits.
+        target: `[B, T]` int64 class per step (classification), `[B, T, output_size]` float bits, or
+            `[B, T, K]` int64 label ids of K parts per step (graph tasks; -1 = not scored).
         weight: `[B, T]` float loss weight of each step (0 = not scored).
         lengths: `[B]` int64 sequence lengths, or None when every sequence has length T.
         info: task-specific extras, each `[B, ...]` (e.g. ``labels``, ``ts``, ``ta`` for delayed recall).
@@ -38,6 +39,28 @@ class Batch(NamedTuple):
             None if self.lengths is None else self.lengths,
             {k: v.to(device) for k, v in self.info.items()},
         )
+
+
+def pad_sequences(parts: list[tuple[Tensor, Tensor, Tensor]], target_fill: float = 0) -> Batch:
+    """Stack ``(x [T_i, D], target [T_i, ...], weight [T_i])`` sequences into a batch padded at the end.
+
+    Padding steps get zero input and weight and ``target_fill`` as target (-1 for class ids that a loss
+    ignores); the target keeps the parts' dtype.
+
+    Returns:
+        Batch with x `[B, T, D]`, target `[B, T, ...]`, weight `[B, T]`, T = max T_i, and lengths `[B]`
+        (None when every T_i is equal).
+    """
+    lengths = torch.tensor([x.shape[0] for x, _, _ in parts], dtype=torch.int64)
+    B, T = len(parts), int(lengths.max())
+    first_x, first_y = parts[0][0], parts[0][1]
+    x = first_x.new_zeros(B, T, first_x.shape[1])
+    target = first_y.new_full((B, T, *first_y.shape[1:]), target_fill)
+    weight = torch.zeros(B, T)
+    for b, (xb, yb, wb) in enumerate(parts):
+        n = xb.shape[0]
+        x[b, :n], target[b, :n], weight[b, :n] = xb, yb, wb
+    return Batch(x, target, weight, None if bool((lengths == T).all()) else lengths)
 
 
 class Task:

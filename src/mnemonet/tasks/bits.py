@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from mnemonet._checks import check_positive
-from mnemonet.tasks.base import Batch, Task
+from mnemonet.tasks.base import Batch, Task, pad_sequences
 from mnemonet.tasks.data import check_split
 from mnemonet.tasks.scoring import bit_errors, bits_loss, check_logits
 
@@ -42,25 +42,6 @@ def draw_ints(low: int, high: int, n: int, generator: torch.Generator) -> Tensor
 def random_bits(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
     """Independent fair bits as float 0/1 of the given shape."""
     return (torch.rand(shape, generator=generator) < 0.5).float()
-
-
-def pad_batch(xs: list[Tensor], targets: list[Tensor], weights: list[Tensor]) -> Batch:
-    """Stack per-sequence `[T_i, ...]` tensors into a batch padded with zeros at the end.
-
-    ``lengths`` is None when every ``T_i`` is the same.
-    """
-    lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
-    T = int(lengths.max())
-    B = len(xs)
-    x = torch.zeros(B, T, xs[0].shape[1])
-    target = torch.zeros(B, T, targets[0].shape[1])
-    weight = torch.zeros(B, T)
-    for b, (xb, yb, wb) in enumerate(zip(xs, targets, weights, strict=True)):
-        x[b, : xb.shape[0]] = xb
-        target[b, : yb.shape[0]] = yb
-        weight[b, : wb.shape[0]] = wb
-    same = bool((lengths == T).all())
-    return Batch(x, target, weight, None if same else lengths, {"lengths": lengths})
 
 
 class BitTask(Task):
@@ -114,8 +95,9 @@ class BitTask(Task):
         parts = [
             self._sequence(generator, split, **{key: int(v[b]) for key, v in drawn.items()}) for b in range(batch_size)
         ]
-        batch = pad_batch(*map(list, zip(*parts, strict=True)))
-        return batch._replace(info={**batch.info, **drawn})
+        batch = pad_sequences(parts)
+        lengths = torch.tensor([x.shape[0] for x, _, _ in parts], dtype=torch.int64)
+        return batch._replace(info={"lengths": lengths, **drawn})
 
     def loss(self, logits: Tensor, batch: Batch) -> Tensor:
         """Mean binary cross-entropy with logits over the answer steps' bits."""

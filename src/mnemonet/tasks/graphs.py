@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mnemonet._checks import check_positive
-from mnemonet.tasks.base import Batch, Task
+from mnemonet.tasks.base import Batch, Task, pad_sequences
 from mnemonet.tasks.bits import check_range
 from mnemonet.tasks.curricula import ThresholdCurriculum
 from mnemonet.tasks.data import check_split
@@ -339,7 +339,7 @@ class GraphTask(Task):
             kinds.append(QUERIES.index(query.kind))
             nodes.append(len(graph.labels))
             answers.append(len(query.answer))
-        return pad_sequences(parts)._replace(
+        return pad_sequences(parts, target_fill=-1)._replace(
             info={
                 "query": torch.tensor(kinds),
                 "nodes": torch.tensor(nodes),
@@ -380,22 +380,6 @@ class GraphTask(Task):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.num_nodes = tuple(state["num_nodes"])
         self.path_length = tuple(state["path_length"])
-
-
-def pad_sequences(parts: list[tuple[Tensor, Tensor, Tensor]]) -> Batch:
-    """Stack ``(x [T_i, D], target [T_i, K] int64, weight [T_i])`` sequences, padded at the end.
-
-    Padding steps have zero input and weight and target -1; ``lengths`` is None when every ``T_i`` is equal.
-    """
-    lengths = torch.tensor([x.shape[0] for x, _, _ in parts], dtype=torch.int64)
-    B, T = len(parts), int(lengths.max())
-    x = torch.zeros(B, T, parts[0][0].shape[1])
-    target = torch.full((B, T, *parts[0][1].shape[1:]), -1, dtype=torch.int64)
-    weight = torch.zeros(B, T)
-    for b, (xb, yb, wb) in enumerate(parts):
-        n = xb.shape[0]
-        x[b, :n], target[b, :n], weight[b, :n] = xb, yb, wb
-    return Batch(x, target, weight, None if bool((lengths == T).all()) else lengths)
 
 
 def parts_cross_entropy(parts: tuple[Tensor, ...], target: Tensor) -> Tensor:

@@ -338,6 +338,8 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
             if last not in hints:
                 full = ".".join(path)
                 raise ConfigError(f"{full}: unknown key{did_you_mean(last, hints)} (valid keys: {', '.join(hints)})")
+        if cls is not None and isinstance(value, bool) and "bool" not in _type_name(typing.get_type_hints(cls)[last]):
+            value = text.split("=", 1)[1].strip()  # YAML 1.1 reads off/on/yes/no as booleans; keep the word
         node[last] = value
     return data
 
