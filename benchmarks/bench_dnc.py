@@ -8,7 +8,8 @@ count, ``DEFAULT_THREADS``), interleaved within each thread count.
 
 Ours runs the whole-sequence node (``kernels.dnc_sequence``) with its memory step in C (``kernels.native``,
 built once with the system C compiler and cached); the header line says whether it did, or why not (then
-the torch memory step runs, about 1.7x slower per training step). ``MNEMONET_NATIVE=0`` forces the torch step.
+the torch memory step runs, about 1.5x to 1.8x slower per training step). ``MNEMONET_NATIVE=0`` forces the torch
+step.
 
 The reference is never a dependency of mnemonet. Install it beside the benchmark only:
 

@@ -97,6 +97,25 @@ def release_workspaces() -> None:
     _BACKWARD_POOL.free.clear()
 
 
+def _first_row(pre: Tensor, h0: Tensor, r0: Tensor) -> Tensor:
+    """HR `[T + 1, B, H + R·W]` with row 0 = [h_0; r_0] (the other rows are written by the steps)."""
+    T, B, H = pre.shape[0], pre.shape[1], h0.shape[1]
+    HR = pre.new_empty(T + 1, B, H + r0.shape[1] * r0.shape[2])
+    HR[0, :, :H] = h0
+    HR[0, :, H:] = r0.flatten(1)
+    return HR
+
+
+def _controller_grads(G_gates: Tensor, G_xi: Tensor, HR: Tensor, g_init: Tensor, dims: tuple[int, int]) -> tuple:
+    """(∂L/∂W_hr, ∂L/∂W_ξ, ∂L/∂b_ξ, ∂L/∂h_0, ∂L/∂r_0) from the per-step gradients, each weight's as one matmul."""
+    R, W = dims
+    H = HR.shape[2] - R * W
+    g_w_hr = weight_grad(G_gates, HR[:-1])  # Σ_t g_t^T [h_{t−1}; r_{t−1}] (oneDNN where it runs)
+    g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
+    g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].unflatten(-1, (R, W)).clone()
+    return g_w_hr, g_w_xi, G_xi.sum((0, 1)), g_h0, g_r0
+
+
 def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
     """{step t: indices of the sequences whose last real step is t}; empty without padding (``last`` None)."""
     if last is None:
@@ -142,14 +161,13 @@ class DNCSequence(torch.autograd.Function):
         fns = native.functions(pre.dtype) if pre.device.type == "cpu" else None
         if fns is not None:
             ctx.native = fns
-            return _forward_native(ctx, fns, pre, w_hr, w_xi, b_xi, h0, c0, r0, M, u, L, p, wr, ww, last, dims, keep)
+            inputs = (pre, w_hr, w_xi, b_xi, h0, c0, r0, M, u, L, p, wr, ww)
+            return _forward_native(ctx, fns, inputs, last, dims, keep)
         ctx.native = None
         R, W = dims
         T, B = pre.shape[0], pre.shape[1]
         H, N = h0.shape[1], M.shape[1]
-        HR = pre.new_empty(T + 1, B, H + R * W)
-        HR[0, :, :H] = h0
-        HR[0, :, H:] = r0.reshape(B, R * W)
+        HR = _first_row(pre, h0, r0)
         # per-step buffers and views (see _Pool); without backward two steps' buffers take turns
         n_buf, Z = (T if keep else min(T, 2)), w_xi.shape[0]
         key = (n_buf, B, N, R, W, H, Z, pre.dtype, pre.device)
@@ -264,12 +282,8 @@ class DNCSequence(torch.autograd.Function):
             G_HRs[t].addmm_(g_gates, w_hr)  # ∂L/∂[h_{t−1}; r_{t−1}] through step t's controller
             carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
             owned = [True] * 7
-        g_init = G_HRs[0]
         # rows whose final state is their initial state (no real step) cannot occur: lengths >= 1
-        g_w_hr = weight_grad(G_gates, HR[:-1])  # Σ_t g_t^T [h_{t−1}; r_{t−1}] (oneDNN where it runs)
-        g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
-        g_b_xi = G_xi.sum((0, 1))
-        g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].reshape(B, R, W).clone()
+        g_w_hr, g_w_xi, g_b_xi, g_h0, g_r0 = _controller_grads(G_gates, G_xi, HR, G_HRs[0], ctx.dims)
         _BACKWARD_POOL.give(key, workspace, nbytes)
         g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
         return (
@@ -285,33 +299,15 @@ def _pointers(x: Tensor) -> list[int]:
 
 
 def _forward_native(
-    ctx: Any,
-    fns: dict[str, Any],
-    pre: Tensor,
-    w_hr: Tensor,
-    w_xi: Tensor,
-    b_xi: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    r0: Tensor,
-    M: Tensor,
-    u: Tensor,
-    L: Tensor,
-    p: Tensor,
-    wr: Tensor,
-    ww: Tensor,
-    last: Tensor | None,
-    dims: tuple[int, int],
-    keep: bool,
+    ctx: Any, fns: dict[str, Any], inputs: tuple[Tensor, ...], last: Tensor | None, dims: tuple[int, int], keep: bool
 ) -> tuple[Tensor, ...]:
-    """:meth:`DNCSequence.forward` with the memory step in C (``native``): the LSTM and ξ_t as there."""
+    """:meth:`DNCSequence.forward` (same arguments) with the memory step in C (``native``); LSTM and ξ_t as there."""
+    pre, w_hr, w_xi, b_xi, h0, c0, r0, M, u, L, p, wr, ww = inputs
     R, W = dims
     T, B = pre.shape[0], pre.shape[1]
     H, N, Z = h0.shape[1], M.shape[1], w_xi.shape[0]
     row = H + R * W
-    HR = pre.new_empty(T + 1, B, row)
-    HR[0, :, :H] = h0
-    HR[0, :, H:] = r0.reshape(B, R * W)
+    HR = _first_row(pre, h0, r0)
     n_buf = T if keep else min(T, 2)  # without backward two steps' buffers take turns
     key = ("native", n_buf, B, N, R, W, H, Z, pre.dtype, pre.device)
 
@@ -432,10 +428,6 @@ def _backward_native(ctx: Any, g_HR: Tensor | None, g_finals: tuple[Tensor | Non
         g_h = torch.addmm(g_h_views[t + 1], G_xi[t], w_xi)  # h_t feeds ξ_t and HR
         g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, gate_grads[t])
         G_HRs[t].addmm_(g_gates, w_hr)  # ∂L/∂[h_{t−1}; r_{t−1}] through step t's controller
-    g_init = G_HRs[0]
-    g_w_hr = weight_grad(G_gates, HR[:-1])  # Σ_t g_t^T [h_{t−1}; r_{t−1}] (oneDNN where it runs)
-    g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
-    g_b_xi = G_xi.sum((0, 1))
-    g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].reshape(B, R, W).clone()
+    g_w_hr, g_w_xi, g_b_xi, g_h0, g_r0 = _controller_grads(G_gates, G_xi, HR, G_HRs[0], ctx.dims)
     _BACKWARD_POOL.give(key, workspace, nbytes)
     return (G_gates, g_w_hr, g_w_xi, g_b_xi, g_h0, g_c, g_r0, *carry, None, None, None)
