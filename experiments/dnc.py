@@ -69,21 +69,22 @@ BENCH = (
 
 
 SPEED_NOTE = """How ours runs: in the paper's configuration (LSTM controller, one write head, dense links, no
-options) a whole sequence is one autograd node (`mnemonet.kernels.dnc_sequence.DNCSequence`): all T steps
-run in one `forward` and all T vector-Jacobian products in one hand-written `backward`, with the weight
-gradients of the controller and interface formed once per sequence as one matmul each. The memory step and
-its vector-Jacobian product, about 150 small tensor operations per time step in torch, run as plain C loops
-over one batch row at a time (`mnemonet.kernels.native`, `dnc_native.c`), compiled once with the system C
-compiler (about two seconds, plain C without torch headers) and cached; without a compiler, or with
+options) a whole sequence is one autograd node (`mnemonet.kernels.dnc_sequence.DNCSequence`): all T steps run
+in one `forward` and all T vector-Jacobian products in one hand-written `backward`, with the weight gradients
+of the controller and interface formed once per sequence as one matmul each. The memory step and its
+vector-Jacobian product, about 150 small tensor operations per time step in torch, run as plain C loops over
+one batch row at a time (`mnemonet.kernels.native`, `dnc_native.c`), compiled once with the system C compiler
+(about two seconds, plain C without torch headers) and cached; without a compiler, or with
 `MNEMONET_NATIVE=0`, the torch memory step runs, about 1.5x to 1.8x slower per training step (measured
-interleaved in this session). A perf profile of steady-state training steps at 1 thread: the C memory step
-about 40 % of the CPU time, MKL's matmuls (the controller's per-step products and the weight gradients)
-about 20 %, the rest the LSTM's pointwise ops, the output layer, loss, optimizer and Python. Tried and not
-kept: oneDNN for the per-step matmuls (faster alone, slower inside the loop), `torch.compile` of the step
-functions (7 % faster after 18 s of compiling in an earlier session; in this one, compiling the fused
-memory step took two minutes and ran slower), and keeping M_t^T and L_t^T so that the C loops need no
-horizontal sums (the forward got 40 % slower). With 2 threads on this shared 2-core machine both models run
-several times slower than with 1, so the 2-thread ratio's quartiles spread widely."""
+interleaved in this session); the C step is also the faster at large N (CPU time of one training step, N = 256
+/ 1024 / 2048 with B = 4 / 1 / 1: 20 / 90 / 462 ms against 39 / 138 / 614 ms). A perf profile of steady-state
+training steps at 1 thread: the C memory step about 40 % of the CPU time, MKL's matmuls (the controller's
+per-step products and the weight gradients) about 20 %, the rest the LSTM's pointwise ops, the output layer,
+loss, optimizer and Python. Tried and not kept: oneDNN for the per-step matmuls (faster alone, slower inside
+the loop), `torch.compile` of the step functions (7 % faster after 18 s of compiling in an earlier session; in
+this one, compiling the fused memory step took two minutes and ran slower), and keeping M_t^T and L_t^T so
+that the C loops need no horizontal sums (the forward got 40 % slower). With 2 threads on this shared 2-core
+machine both models run several times slower than with 1, so the 2-thread ratio's quartiles spread widely."""
 
 
 def evaluate_conditions(run_dir: str | Path, conditions: tuple, batches: int, batch_size: int) -> dict:
