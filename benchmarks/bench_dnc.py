@@ -38,16 +38,14 @@ import argparse
 import importlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from common import header, interleaved_runs, paired_ratio
+from common import header, interleaved_runs, median_time_and_peak, paired_ratio
 from mnemonet._checks import parse_positive_ints
 from mnemonet.kernels import native
 from mnemonet.models.dnc import build_dnc
@@ -124,26 +122,6 @@ def compare(args: argparse.Namespace) -> None:
     print(f"(each row: medians of {args.repeats} interleaved rounds; speed-up = median of the per-round ratios)")
 
 
-def _status_kib(field: str) -> int | None:
-    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in KiB (Linux), or None."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def one_config(n: int, b: int, steps: int, sparse: int | None, repeats: int) -> dict:
     """Time a few training steps of one configuration; peak resident memory above the RSS before them."""
     torch.manual_seed(0)
@@ -152,16 +130,8 @@ def one_config(n: int, b: int, steps: int, sparse: int | None, repeats: int) -> 
     )
     x, target = torch.randn(b, steps, IO), torch.randn(b, steps, IO)
     step = train_step(model, torch.optim.Adam(model.parameters()), x, target)
-    exact = _reset_peak()
-    base = _status_kib("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    peak = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times.sort()
-    return {"ms": times[len(times) // 2] * 1e3, "peak_mib": ((peak or 0) - (base or 0)) / 1024}
+    seconds, peak_mib = median_time_and_peak(step, repeats)
+    return {"ms": seconds * 1e3, "peak_mib": peak_mib}
 
 
 def scaling(args: argparse.Namespace) -> None:

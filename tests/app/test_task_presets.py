@@ -20,6 +20,7 @@ PRESETS = {
     "graph_lstm-small": ["model.hidden_size=24", "task.num_nodes=[3,4]", "task.path_length=[1,2]", "task.num_labels=6"],
     "babi_dnc-small": [*TINY_DNC, "task.story_length=[1,2]", "task.tasks=[1,6]"],
     "babi_lstm-small": ["model.hidden_size=24", "task.story_length=[1,2]", "task.tasks=[1,6]"],
+    "dnc_copy_sdnc-small": [*TINY_DNC, "model.memory_size=64", "task.length_range=[1,4]"],
 }
 
 

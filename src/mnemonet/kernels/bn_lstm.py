@@ -1,39 +1,60 @@
-"""The BN-LSTM recurrence over a whole sequence, with hand-written backpropagation through time.
+"""The BN-LSTM over a whole sequence as one autograd node, with hand-written backpropagation through time.
 
-:func:`bn_lstm_loop` runs the recurrent part of the BN-LSTM (Cooijmans et al., 2017, eqs. 6-8) for all
-steps, given the input term of every step already computed (one matmul and one batched BN). Its
-forward records no autograd graph and its backward walks the steps in reverse by hand: per step one
-matmul for the gradient of h_{t-1}, fused batch-norm backward kernels and a few pointwise ops; the
-gradient of W_h over all steps is one matmul at the end, as in fused LSTM kernels. On CPU in float32
-the matmuls run oneDNN's kernels (as torch's own CPU LSTM does) and tanh is computed as 2σ(2x) − 1.
-It computes what the step path of :class:`~mnemonet.models.bn_lstm.BNLSTMCell` computes (the tests
-compare the two, values and gradients, and gradcheck it); it supports first-order gradients only.
+:func:`bn_lstm_loop` runs the BN-LSTM (Cooijmans et al., 2017, eqs. 5-8) for all steps: W_x·x for every
+step in one matmul, then per step the input normalisation, W_h·h_{t-1}, the gate normalisation, the cell
+update and the normalisation of c. Its forward records no autograd graph and its backward walks the steps in
+reverse by hand: per step one matmul for the gradient of h_{t-1}, aten's batch-norm backward kernels and a
+few pointwise ops; the gradients of W_h and W_x over all steps are one matmul each at the end, as in fused
+LSTM kernels. Every normalisation of a step runs while that step's `[B, 4H]` block is in cache (batch
+statistics over the B rows of each step, eq. 5), forward and backward.
+
+Speed (``benchmarks/bench_bn_lstm.py``): the buffers of all T steps and their per-step views come from a
+:class:`~mnemonet.kernels.workspaces.Pool` (a fresh buffer of several MiB costs page faults on every call);
+on CPU in float32 the recurrent matmuls run oneDNN's kernels (as torch's own CPU LSTM does) and tanh is
+computed as 2σ(2x) − 1; with several intra-op threads the matmuls use them all and the small per-step ops
+one (:class:`~mnemonet.kernels.tricks.StepThreads`: torch would split a step's batch norms over threads at a
+loss). It computes what the step path of :class:`~mnemonet.models.bn_lstm.BNLSTMCell` computes
+(``tests/kernels`` compare the two, values and gradients, and gradcheck it); first-order gradients only.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mnemonet.kernels.onednn import PackedLinear
-from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD, TANH_BACKWARD_INTO, tanh_into
+from mnemonet.kernels.tricks import (
+    SIGMOID_BACKWARD,
+    TANH_BACKWARD,
+    TANH_BACKWARD_INTO,
+    StepThreads,
+    const,
+    tanh_into,
+)
+from mnemonet.kernels.workspaces import Lease, Pool, storage_bytes
 
 _bn_forward = torch.ops.aten.native_batch_norm
 _bn_backward = torch.ops.aten.native_batch_norm_backward
+
+# a workspace holds up to four `[T, B, 4H]` buffers: 2 × 26 MiB at (B, T, H) = (32, 100, 512) in float32
+_FORWARD_POOL, _BACKWARD_POOL = Pool(256 * 2**20), Pool(256 * 2**20)
 
 
 class LoopStats(NamedTuple):
     """Batch statistics of a training pass, for the running estimates: means and biased variances.
 
     Attributes:
+        mean_x, var_x: `[T, 4H]` of the input normalisation (BN of W_x·x), empty where the loop has none.
         mean_1, var_1: `[T, 4H]` of the normalisation inside the gates (BN of W_h·h, or of the sum).
         mean_c, var_c: `[T, H]` of the normalisation of c.
         count: `[T]` number of non-padded rows at each step.
     """
 
+    mean_x: Tensor
+    var_x: Tensor
     mean_1: Tensor
     var_1: Tensor
     mean_c: Tensor
@@ -41,51 +62,67 @@ class LoopStats(NamedTuple):
     count: Tensor
 
 
+class NormArgs(NamedTuple):
+    """One batch normalisation of the loop: γ, shift (β, or the gate bias folded in) and its mode.
+
+    Attributes:
+        gamma: γ `[F]`.
+        shift: `[F]` added after normalising, or None.
+        training: normalise with each step's batch statistics (else with ``running``).
+        running: evaluation: (mean, var) of every step, `[T, F]` each; None in training.
+    """
+
+    gamma: Tensor
+    shift: Tensor | None
+    training: bool
+    running: tuple[Tensor, Tensor] | None
+
+
 def bn_lstm_loop(
-    ix: Tensor,
+    x: Tensor,
+    weight_ih: Tensor | None,
     h0: Tensor,
     c0: Tensor,
     weight_hh: Tensor,
-    gamma_1: Tensor | None,
-    shift_1: Tensor | None,
-    gamma_c: Tensor | None,
-    beta_c: Tensor | None,
+    norm_x: NormArgs | None,
+    norm_1: NormArgs | None,
+    norm_c: NormArgs | None,
     mask: Tensor | None,
     variant: str,
-    training: tuple[bool, bool],
     eps: float,
-    running_1: tuple[Tensor, Tensor] | None = None,
-    running_c: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, Tensor, LoopStats | None]:
-    """Run the BN-LSTM recurrence for T steps.
+) -> tuple[Tensor, Tensor, Tensor, LoopStats]:
+    """Run the BN-LSTM for T steps.
 
-    With ``variant`` ``"full"``: pre_t = ix_t + BN(W_h h_{t-1}; γ_1, 0), and h_t = σ(o)⊙tanh(BN(c_t; γ_c,
-    β_c)); ``"summed"``: pre_t = BN(ix_t + W_h h_{t-1}; γ_1, shift_1); ``"input_only"``: pre_t = ix_t +
-    W_h h_{t-1}. Then c_t = σ(f)⊙c_{t-1} + σ(i)⊙tanh(g) (eq. 7) and, without BN of c, h_t = σ(o)⊙tanh(c_t).
+    With ``variant`` ``"full"``: pre_t = BN(W_x x_t; γ_x, b) + BN(W_h h_{t-1}; γ_h, 0) (eq. 6) and h_t =
+    σ(o)⊙tanh(BN(c_t; γ_c, β_c)) (eq. 8); ``"input_only"``: pre_t = BN(W_x x_t; γ_x, b) + W_h h_{t-1};
+    ``"summed"``: pre_t = BN(W_x x_t + W_h h_{t-1}; γ, b). Then c_t = σ(f)⊙c_{t-1} + σ(i)⊙tanh(g) (eq. 7)
+    and, without BN of c, h_t = σ(o)⊙tanh(c_t).
 
     Args:
-        ix: `[B, T, 4H]` input term of every step (normalised W_x·x + b, or raw W_x·x for ``"summed"``).
+        x: `[B, T, I]` inputs; or, with ``weight_ih`` None, the input term of every step `[B, T, 4H]`
+            already computed (the ``"input_only"`` variant with sequence-wise statistics).
+        weight_ih: W_x `[4H, I]`, or None (see ``x``).
         h0, c0: `[B, H]` initial state.
         weight_hh: W_h `[4H, H]`.
-        gamma_1, shift_1: γ and shift `[4H]` of the gate normalisation (None where absent).
-        gamma_c, beta_c: γ_c, β_c `[H]` of the normalisation of c (``"full"`` only).
+        norm_x: the input normalisation (``"full"``, ``"input_only"``; its shift is the gate bias b), or None.
+        norm_1: the gate normalisation (of W_h·h for ``"full"``, of the sum with shift b for ``"summed"``).
+        norm_c: the normalisation of c (``"full"``), or None.
         mask: `[B, T]` bool, true at real steps; padded rows keep their state, output 0, and are left
             out of the batch statistics. None: no padding.
         variant: ``"full"``, ``"summed"`` or ``"input_only"``.
-        training: for the gate normalisation and for that of c: batch statistics per step (else the
-            given running statistics).
         eps: ε of the normalisations.
-        running_1, running_c: evaluation only: (mean, var) of every step, `[T, 4H]` and `[T, H]`.
 
     Returns:
         y `[B, T, H]`, h_T, c_T `[B, H]` (at each row's last real step), and the batch statistics of
         every step (empty for a normalisation in evaluation mode or absent).
     """
-    out = _Loop.apply(
-        ix, h0, c0, weight_hh, gamma_1, shift_1, gamma_c, beta_c, mask, variant, training, eps, running_1, running_c
-    )
-    y, h, c, mean_1, var_1, mean_c, var_c, count = out
-    return y, h, c, LoopStats(mean_1, var_1, mean_c, var_c, count)
+    params = []
+    for norm in (norm_x, norm_1, norm_c):
+        params += [None, None] if norm is None else [norm.gamma, norm.shift]
+    modes = tuple(None if n is None else (n.training, n.running) for n in (norm_x, norm_1, norm_c))
+    out = _Loop.apply(x, weight_ih, h0, c0, weight_hh, *params, mask, variant, modes, eps)
+    y, h, c, *stats = out
+    return y, h, c, LoopStats(*stats)
 
 
 def _masked_stats(u: Tensor, keep: Tensor, count: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -106,29 +143,32 @@ class _StepNorm:
     In training it normalises with the batch statistics of each step (only rows where ``keep`` is
     true count) and records them; in evaluation it uses the given per-step statistics. ``factor``
     scales the forward output only (the loop asks for 2·BN(c), the argument of 2σ(2x) − 1 = tanh x);
-    :meth:`backward` takes and returns gradients of the unscaled BN(u; γ, shift).
+    :meth:`backward` takes and returns gradients of the unscaled BN(u; γ, shift) and keeps each step's
+    dL/dγ and dL/dshift.
     """
 
-    def __init__(self, training: bool, running: tuple[Tensor, Tensor] | None, gamma: Tensor, shift,
-                 eps: float, factor: float = 1.0) -> None:  # fmt: skip
-        self.training = training
+    def __init__(self, gamma: Tensor, shift: Tensor | None, mode: tuple, eps: float, factor: float = 1.0) -> None:
+        self.training, running = mode
         self.eps = eps
+        self.gamma_raw = gamma
         self.means: list[Tensor] = []  # per step, training
         self.rstds: list[Tensor] = []
+        self.dgammas: list[Tensor] = []  # per step, backward
+        self.dshifts: list[Tensor] = []
         # γ and shift of the forward output (× factor: exact for factor 2, so the output is exactly 2·BN)
         self.gamma = gamma if factor == 1.0 else gamma * factor
         self.shift = shift if factor == 1.0 or shift is None else shift * factor
-        if not training:
+        if not self.training:
             mean, var = running  # (T, F) each
-            self.mean = mean
-            self.rstd = torch.rsqrt(var + eps)
-            self.scale = self.rstd * gamma  # (T, F): dBN/du
-            scale = self.rstd * self.gamma  # (T, F)
+            rstd = torch.rsqrt(var + eps)
+            self.means, self.rstds = mean.unbind(0), rstd.unbind(0)  # T × (F,)
+            self.dscales = (rstd * gamma).unbind(0)  # dBN/du: T × (F,)
+            scale = rstd * self.gamma  # (T, F)
             offset = -mean * scale if self.shift is None else self.shift - mean * scale  # (T, F)
             self.scales, self.offsets = scale.unbind(0), offset.unbind(0)  # T × (F,)
 
-    def forward(self, u: Tensor, t: int, keep, count: Tensor) -> Tensor:
-        """factor · BN of step t's `[B, F]` input (eq. 5)."""
+    def forward(self, u: Tensor, t: int, keep: Tensor | None, count: Tensor | None) -> Tensor:
+        """factor · BN of step t's `[B, F]` input (eq. 5), a new tensor."""
         if not self.training:
             return torch.addcmul(self.offsets[t], u, self.scales[t])
         if keep is None:
@@ -141,21 +181,14 @@ class _StepNorm:
         self.rstds.append(rstd)
         return y
 
-    def finish(self) -> None:
-        """After the forward loop: per-step statistics as `[T, F]` tensors."""
-        if self.training:
-            self.mean = torch.stack(self.means)  # (T, F)
-            self.rstd = torch.stack(self.rstds)  # (T, F)
-            self.means = self.rstds = []
-
     def batch_stats(self) -> tuple[Tensor, Tensor]:
         """(mean, biased variance) `[T, F]` of a training pass."""
-        return self.mean.clone(), self.rstd.pow(-2) - self.eps
+        return torch.stack(self.means), torch.stack(self.rstds).pow_(-2).sub_(self.eps)
 
-    def backward(self, dy: Tensor, u: Tensor, gamma: Tensor, t: int, keep, count: Tensor, grads: _Grads) -> Tensor:
-        """dL/du for step t given dL/dy `[B, F]` (y = BN(u; γ, shift)); appends that step's dL/dγ, dL/dshift
-        to ``grads``."""
-        mean, rstd = self.mean[t], self.rstd[t]
+    def backward(self, dy: Tensor, u: Tensor, t: int, keep: Tensor | None, count: Tensor | None,
+                 out: Tensor | None = None) -> Tensor:  # fmt: skip
+        """dL/du `[B, F]` for step t given dL/dy (y = BN(u; γ, shift)), into ``out`` if given."""
+        mean, rstd, gamma = self.means[t], self.rstds[t], self.gamma_raw
         if self.training and keep is None:
             du, dgamma, dshift = _bn_backward(dy, u, gamma, None, None, mean, rstd, True, self.eps, [True] * 3)
         else:
@@ -167,21 +200,16 @@ class _StepNorm:
                 centred = (dshift * gamma + xhat * (dgamma * gamma)) / count.clamp(min=1.0)
                 du = (dy * gamma - torch.where(keep, centred, 0.0)) * rstd
             else:
-                du = dy * self.scale[t]
-        grads.gamma.append(dgamma)
-        grads.shift.append(dshift)
-        return du
+                du = dy * self.dscales[t]
+        self.dgammas.append(dgamma)
+        self.dshifts.append(dshift)
+        return du if out is None else out.copy_(du)
 
-
-class _Grads(NamedTuple):
-    """Per-step dL/dγ and dL/dshift `[F]` of one normalisation, collected by the backward loop."""
-
-    gamma: list[Tensor]
-    shift: list[Tensor]
-
-    def total(self) -> tuple[Tensor, Tensor]:
-        """dL/dγ and dL/dshift summed over the steps."""
-        return torch.stack(self.gamma).sum(0), torch.stack(self.shift).sum(0)
+    def grads(self) -> tuple[Tensor, Tensor]:
+        """dL/dγ and dL/dshift `[F]` summed over the steps of this backward pass (then forgotten)."""
+        dgamma, dshift = torch.stack(self.dgammas).sum(0), torch.stack(self.dshifts).sum(0)
+        self.dgammas, self.dshifts = [], []
+        return dgamma, dshift
 
 
 def _gate_activations(pre: Tensor, out: Tensor, out_g: Tensor, H: int) -> None:
@@ -191,14 +219,10 @@ def _gate_activations(pre: Tensor, out: Tensor, out_g: Tensor, H: int) -> None:
         torch.sigmoid(pre, out=out)
         torch.tanh(pre_g, out=out_g)
         return
-    pre_g.mul_(2)
+    two = const(2.0, pre)
+    pre_g.mul_(two)
     torch.sigmoid(pre, out=out)
-    out_g.mul_(2).sub_(1)  # tanh(g̃) = 2σ(2g̃) − 1
-
-
-def _step_views(x: Tensor) -> tuple[Tensor, ...]:
-    """The T steps of ``x`` `[T, ...]` as views, made in one call (cheaper than indexing every step)."""
-    return x.unbind(0)
+    torch.addcmul(const(-1.0, pre), out_g, two, out=out_g)  # tanh(g̃) = 2σ(2g̃) − 1
 
 
 def _gate_views(act: Tensor, H: int) -> list[tuple[Tensor, ...]]:
@@ -208,141 +232,234 @@ def _gate_views(act: Tensor, H: int) -> list[tuple[Tensor, ...]]:
     return [blocks[:, :, k].unbind(0) for k in range(4)]
 
 
+class _Forward(NamedTuple):
+    """A forward workspace: buffers of all T steps and their per-step views."""
+
+    act: Tensor  # (T, B, 4H): σ(i), σ(f), tanh(g), σ(o)
+    acts: tuple[Tensor, ...]
+    gates: list[tuple[Tensor, ...]]  # σ(i), σ(f), tanh(g), σ(o): 4 × T × (B, H)
+    cns: tuple[Tensor, ...]  # c_t of every row (input of BN of c), before padded rows are restored: T × (B, H)
+    tcs: tuple[Tensor, ...]  # tanh(BN(c_t)) or tanh(c_t): T × (B, H)
+    wx: Tensor | None  # (T, B, 4H): W_x x_t of every step (when the loop computes it)
+    wxs: tuple[Tensor, ...] | None
+    hs: Tensor | None  # (T + 1, B, H): carried h (with padding: padded rows keep theirs)
+    cs: Tensor | None  # (T + 1, B, H): carried c (with padding)
+    nbytes: int
+
+
+def _make_forward(T: int, B: int, H: int, G: int, like: Tensor, computes_wx: bool, padded: bool) -> _Forward:
+    new = like.new_empty
+    act, cn, tc = new(T, B, G), new(T, B, H), new(T, B, H)
+    wx = new(T, B, G) if computes_wx else None
+    hs, cs = (new(T + 1, B, H), new(T + 1, B, H)) if padded else (None, None)
+    return _Forward(
+        act, act.unbind(0), _gate_views(act, H), cn.unbind(0), tc.unbind(0), wx,
+        None if wx is None else wx.unbind(0), hs, cs, storage_bytes(act, cn, tc, wx, hs, cs),
+    )  # fmt: skip
+
+
+class _Backward(NamedTuple):
+    """A backward workspace: gradient buffers of all T steps (the pooled ones) and their per-step views."""
+
+    dgrad: Tensor  # (B, 4H): dL/d(σ(i), σ(f), tanh(g), σ(o)) of one step
+    dgrad_blocks: tuple[Tensor, ...]  # its 4 gate blocks (B, H)
+    dpre: Tensor  # (T, B, 4H), or (1, B, 4H) when only one step's is needed: dL/d pre_t
+    dpres: tuple[Tensor, ...]
+    dpre_gs: tuple[Tensor, ...]  # g blocks of dpres
+    du: Tensor | None  # (T, B, 4H): dL/du_t, u the input of the gate normalisation
+    dus: tuple[Tensor, ...] | None
+    dwx: Tensor | None  # (T, B, 4H): dL/d(W_x x_t), through the input normalisation
+    dwxs: tuple[Tensor, ...] | None
+    nbytes: int
+
+
+def _make_backward(T: int, B: int, G: int, like: Tensor, all_dpre: bool, has_1: bool, has_x: bool) -> _Backward:
+    new = like.new_empty
+    dgrad = new(B, G)
+    dpre = new(T if all_dpre else 1, B, G)
+    du = new(T, B, G) if has_1 else None
+    dwx = new(T, B, G) if has_x else None
+    H = G // 4
+    return _Backward(
+        dgrad, dgrad.chunk(4, 1), dpre, dpre.unbind(0), dpre[:, :, 2 * H : 3 * H].unbind(0),
+        du, None if du is None else du.unbind(0), dwx, None if dwx is None else dwx.unbind(0),
+        storage_bytes(dgrad, dpre, du, dwx),
+    )  # fmt: skip
+
+
 class _Loop(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ix, h0, c0, w, g1, s1, gc, bc, mask, variant, training, eps, running_1, running_c):
-        B, T, G = ix.shape
-        H = G // 4
+    def forward(ctx: Any, x, w_ih, h0, c0, w, gx, sx, g1, s1, gc, bc, mask, variant, modes, eps):  # type: ignore[override]
+        B, T = x.shape[:2]
+        H = h0.shape[1]
+        G = 4 * H
         full, summed = variant == "full", variant == "summed"
-        cpu = ix.device.type == "cpu"
-        new = ix.new_empty
-        linear = PackedLinear(w, B)  # h ↦ W_h h
-        norm_1 = _StepNorm(training[0], running_1, g1, s1, eps) if (full or summed) else None
+        cpu = x.device.type == "cpu"
+        computes_wx = w_ih is not None
+        key = (T, B, H, computes_wx, mask is not None, x.dtype, x.device)
+        ws = _FORWARD_POOL.take(key, lambda: _make_forward(T, B, H, G, x, computes_wx, mask is not None))
+        ctx.lease = Lease(_FORWARD_POOL, key, ws, ws.nbytes)  # back to the pool when the node is freed
+        if computes_wx:  # W_x x_t for every step, one matmul, time major
+            x_flat = x.transpose(0, 1).reshape(T * B, x.shape[2])  # (T·B, I)
+            torch.mm(x_flat, w_ih.t(), out=ws.wx.view(T * B, G))
+            wxs = ws.wxs
+        else:
+            x_flat = None
+            wxs = x.transpose(0, 1).unbind(0)  # the given input term: T × (B, 4H)
+        mode_x, mode_1, mode_c = modes
+        norm_x = None if mode_x is None else _StepNorm(gx, sx, mode_x, eps)
+        norm_1 = None if mode_1 is None else _StepNorm(g1, s1, mode_1, eps)
         # on CPU the normalisation of c returns 2·BN(c), so that tanh(BN(c)) = 2σ(2·BN(c)) − 1 takes no extra op
-        norm_c = _StepNorm(training[1], running_c, gc, bc, eps, 2.0 if cpu else 1.0) if full else None
-        act = new(T, B, G)  # σ(i), σ(f), tanh(g), σ(o)
-        cn = new(T, B, H)  # c_t of every row (input of BN of c), before padded rows are restored
-        tc = new(T, B, H)  # tanh(BN(c_t)) or tanh(c_t)
-        hy = new(T + 1, B, H)  # h_0, then the outputs y_t: without padding, hy[t] is h_{t-1} of step t
+        norm_c = None if mode_c is None else _StepNorm(gc, bc, mode_c, eps, 2.0 if cpu else 1.0)
+        linear = PackedLinear(w, B)  # h ↦ W_h h
+        acts, cns, tcs = ws.acts, ws.cns, ws.tcs
+        gi, gf, gg, go = ws.gates
+        hy = x.new_empty(T + 1, B, H)  # h_0, then the outputs y_t: without padding, hy[t] is h_{t-1} of step t
         hy[0] = h0
         ys = hy[1:]  # (T, B, H)
-        # per-step views, made once
-        ixs, acts, cns, tcs, yss = (_step_views(v) for v in (ix.transpose(0, 1), act, cn, tc, ys))
-        gi, gf, gg, go = _gate_views(act, H)
+        yss = ys.unbind(0)
         us = [] if norm_1 is not None else None  # input of the gate normalisation, per step
-        hs = cs = keeps = None
+        keeps = None
         if mask is not None:  # carried states differ from the new ones on padded rows: keep them
-            hs, cs = new(T + 1, B, H), new(T + 1, B, H)
-            hs[0], cs[0] = h0, c0
-            count = mask.sum(0).to(ix.dtype)  # (T,)
-            keeps = _step_views(mask.t().unsqueeze(-1))  # T × (B, 1)
-            hss, css = _step_views(hs), _step_views(cs)
+            ws.hs[0], ws.cs[0] = h0, c0
+            count = mask.sum(0).to(x.dtype)  # (T,)
+            keeps = mask.t().unsqueeze(-1).unbind(0)  # T × (B, 1)
+            hss, css = ws.hs.unbind(0), ws.cs.unbind(0)
         else:
-            count = torch.full((T,), B, dtype=ix.dtype, device=ix.device)
+            count = torch.full((T,), B, dtype=x.dtype, device=x.device)
+        two, minus_one = const(2.0, x), const(-1.0, x)
         h, c = h0, c0
-        for t in range(T):
-            keep = None if mask is None else keeps[t]  # (B, 1)
-            n_t = None if mask is None else count[t]  # rows counted at step t
-            if summed:  # BN(W_x x + W_h h; γ, 0) + b
-                u = linear(h, add=ixs[t])
-                us.append(u)
-                pre = norm_1.forward(u, t, keep, n_t)
-            elif full:  # BN(W_h h; γ_h, 0) + [BN(W_x x; γ_x, 0) + b]   (eq. 6)
-                u = linear(h)
-                us.append(u)
-                pre = norm_1.forward(u, t, keep, n_t).add_(ixs[t])
-            else:  # W_h h + [BN(W_x x; γ_x, 0) + b]
-                pre = linear(h, add=ixs[t])
-            _gate_activations(pre, acts[t], gg[t], H)
-            c_new = torch.mul(gf[t], c, out=cns[t]).addcmul_(gi[t], gg[t])  # eq. 7
-            if not full:
-                tanh_into(c_new, out=tcs[t])
-            elif cpu:  # 2σ(2·BN(c)) − 1
-                torch.sigmoid(norm_c.forward(c_new, t, keep, n_t), out=tcs[t]).mul_(2).sub_(1)
-            else:
-                torch.tanh(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
-            h_new = torch.mul(go[t], tcs[t], out=yss[t])  # eq. 8
-            if keep is None:
-                h, c = h_new, c_new
-            else:
-                h = torch.where(keep, h_new, h, out=hss[t + 1])
-                c = torch.where(keep, c_new, c, out=css[t + 1])
-                yss[t].mul_(keep)
+        threads = StepThreads(cpu)
+        try:
+            for t in range(T):
+                keep = None if mask is None else keeps[t]  # (B, 1)
+                n_t = None if mask is None else count[t]  # rows counted at step t
+                threads.all()
+                wh = linear(h)  # W_h h_{t-1}: (B, 4H)
+                threads.one()
+                if summed:  # BN(W_x x + W_h h; γ, b)
+                    u = wh.add_(wxs[t])
+                    us.append(u)
+                    pre = norm_1.forward(u, t, keep, n_t)
+                else:
+                    ix = wxs[t] if norm_x is None else norm_x.forward(wxs[t], t, keep, n_t)  # BN(W_x x; γ_x, b)
+                    if full:  # BN(W_h h; γ_h, 0) + BN(W_x x; γ_x, b)   (eq. 6)
+                        us.append(wh)
+                        pre = norm_1.forward(wh, t, keep, n_t).add_(ix)
+                    else:  # W_h h + BN(W_x x; γ_x, b)
+                        pre = wh.add_(ix)
+                _gate_activations(pre, acts[t], gg[t], H)
+                c_new = torch.mul(gf[t], c, out=cns[t]).addcmul_(gi[t], gg[t])  # eq. 7
+                if norm_c is None:
+                    tanh_into(c_new, out=tcs[t])
+                elif cpu:  # 2σ(2·BN(c)) − 1
+                    torch.sigmoid(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
+                    torch.addcmul(minus_one, tcs[t], two, out=tcs[t])
+                else:
+                    torch.tanh(norm_c.forward(c_new, t, keep, n_t), out=tcs[t])
+                h_new = torch.mul(go[t], tcs[t], out=yss[t])  # eq. 8
+                if keep is None:
+                    h, c = h_new, c_new
+                else:
+                    h = torch.where(keep, h_new, h, out=hss[t + 1])
+                    c = torch.where(keep, c_new, c, out=css[t + 1])
+                    yss[t].mul_(keep)
+        finally:
+            threads.all()
         stats = []
-        for norm in (norm_1, norm_c):
-            if norm is not None:
-                norm.finish()
-            stats += norm.batch_stats() if norm is not None and norm.training else [new(0), new(0)]
+        for norm in (norm_x, norm_1, norm_c):
+            stats += norm.batch_stats() if norm is not None and norm.training else [x.new_empty(0), x.new_empty(0)]
         stats.append(count.clone())
-        ctx.save_for_backward(c0, w, g1, gc, mask)
+        ctx.save_for_backward(c0, w, w_ih, mask)
+        ctx.x_flat, ctx.wxs = x_flat, wxs
         ctx.shape = (B, T, G)
-        ctx.norms = (norm_1, norm_c)
-        ctx.buffers = (hs, cs, act, cn, tc, us, hy, count)
+        ctx.norms = (norm_x, norm_1, norm_c)
+        ctx.buffers = (us, hy, count)
         ctx.variant = variant
         ctx.mark_non_differentiable(*stats)
         return ys.transpose(0, 1), h.clone(), c.clone(), *stats
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dy, dh, dc, *_):
-        c0, w, g1, gc, mask = ctx.saved_tensors
-        hs, cs, act, cn, tc, us, hy, count = ctx.buffers
-        norm_1, norm_c = ctx.norms
+    def backward(ctx: Any, dy, dh, dc, *_):  # type: ignore[override]
+        c0, w, w_ih, mask = ctx.saved_tensors
+        us, hy, count = ctx.buffers
+        ws = ctx.lease.workspace
+        norm_x, norm_1, norm_c = ctx.norms
         summed = ctx.variant == "summed"
         B, T, G = ctx.shape
         H = G // 4
-        if hs is None:  # no padding: h_{t-1} = y_{t-1} and c_{t-1} = c_new of step t-1
+        computes_wx = w_ih is not None
+        wxs = ctx.wxs
+        if mask is None:  # no padding: h_{t-1} = y_{t-1} and c_{t-1} = c_new of step t-1
             hs = hy  # (T + 1, B, H)
-            c_prevs = (c0, *_step_views(cn)[: T - 1])
+            c_prevs = (c0, *ws.cns[: T - 1])
         else:
-            c_prevs = _step_views(cs)
-        dpre_all = dy.new_empty(T, B, G)  # dL/d pre_t
-        dgrad = dy.new_empty(B, G)  # dL/d(σ(i), σ(f), tanh(g), σ(o)) of one step
-        dg_i, dg_f, dg_g, dg_o = dgrad.chunk(4, 1)
-        dys, acts, cns, tcs, dpres = (_step_views(v) for v in (dy.transpose(0, 1), act, cn, tc, dpre_all))
-        gi, gf, gg, go = _gate_views(act, H)
-        dpre_gs = _gate_views(dpre_all, H)[2]
-        keeps = None if mask is None else _step_views(mask.t().unsqueeze(-1))  # T × (B, 1)
-        dus: list[Tensor] = []  # dL/du_t, t = T-1 .. 0
-        grads_1, grads_c = _Grads([], []), _Grads([], [])
+            hs = ws.hs
+            c_prevs = ws.cs.unbind(0)
+        # dL/d pre_t of every step where W_h's gradient (input_only) or the input's (a given input term) needs it
+        all_dpre = norm_1 is None
+        key = (T, B, G, all_dpre, norm_1 is not None, norm_x is not None, dy.dtype, dy.device)
+        wb = _BACKWARD_POOL.take(key, lambda: _make_backward(T, B, G, dy, all_dpre, norm_1 is not None,
+                                                              norm_x is not None))  # fmt: skip
+        dpre_all, dpres, dpre_gs = wb.dpre, wb.dpres, wb.dpre_gs
+        dgrad = wb.dgrad
+        dg_i, dg_f, dg_g, dg_o = wb.dgrad_blocks
+        dys = dy.transpose(0, 1).unbind(0)
+        acts, tcs, cns = ws.acts, ws.tcs, ws.cns
+        gi, gf, gg, go = ws.gates
+        keeps = None if mask is None else mask.t().unsqueeze(-1).unbind(0)  # T × (B, 1)
         linear = PackedLinear(w.t(), B)  # du ↦ W_hᵀ du
-        for t in reversed(range(T)):
-            keep = None if mask is None else keeps[t]  # (B, 1)
-            n_t = None if mask is None else count[t]  # rows counted at step t
-            dh_new = dh + dys[t]
-            dc_new = dc
-            if keep is not None:  # padded rows: state passed through, output 0
-                dh_new = torch.where(keep, dh_new, 0.0)
-                dc_new = torch.where(keep, dc, 0.0)
-                dh_skip, dc_skip = torch.where(keep, 0.0, dh), torch.where(keep, 0.0, dc)
-            dchat = TANH_BACKWARD(dh_new * go[t], tcs[t])  # through h = σ(o) tanh(ĉ)
-            if norm_c is not None:
-                dchat = norm_c.backward(dchat, cns[t], gc, t, keep, n_t, grads_c)
-            dc_new = dc_new + dchat
-            # dL/d(σ(i), σ(f), tanh(g), σ(o)), then through σ' = σ(1−σ) and tanh' = 1−tanh²
-            torch.mul(dc_new, gg[t], out=dg_i)
-            torch.mul(dc_new, c_prevs[t], out=dg_f)
-            torch.mul(dc_new, gi[t], out=dg_g)
-            torch.mul(dh_new, tcs[t], out=dg_o)
-            dpre = SIGMOID_BACKWARD(dgrad, acts[t], grad_input=dpres[t])
-            TANH_BACKWARD_INTO(dg_g, gg[t], grad_input=dpre_gs[t])
-            du = dpre
-            if norm_1 is not None:
-                du = norm_1.backward(dpre, us[t], g1, t, keep, n_t, grads_1)
-                dus.append(du)
-            dh = linear(du)  # (B, H)
-            dc = dc_new * gf[t]
-            if keep is not None:
-                dh, dc = dh + dh_skip, dc + dc_skip
-        du_all = dpre_all if norm_1 is None else torch.stack(dus[::-1])  # dL/du_t: (T, B, 4H)
-        # ∂L/∂W_h = Σ_t du_tᵀ h_{t-1}, as (Hᵀ dU)ᵀ: torch.mm reads both transposed operands in place (faster
-        # here than laying them out for oneDNN, which costs a transposed copy of dU)
+        threads = StepThreads(dy.device.type == "cpu")
+        try:
+            for t in reversed(range(T)):
+                keep = None if mask is None else keeps[t]  # (B, 1)
+                n_t = None if mask is None else count[t]  # rows counted at step t
+                k = t if all_dpre else 0
+                dh_new = dh + dys[t]
+                if keep is not None:  # padded rows: state passed through, output 0
+                    dh_new = torch.where(keep, dh_new, 0.0)
+                    dh_skip, dc_skip = torch.where(keep, 0.0, dh), torch.where(keep, 0.0, dc)
+                    dc = torch.where(keep, dc, 0.0)
+                dchat = TANH_BACKWARD(dh_new * go[t], tcs[t])  # through h = σ(o) tanh(ĉ)
+                if norm_c is not None:
+                    dchat = norm_c.backward(dchat, cns[t], t, keep, n_t)
+                dc_new = dchat.add_(dc)
+                # dL/d(σ(i), σ(f), tanh(g), σ(o)), then through σ' = σ(1−σ) and tanh' = 1−tanh²
+                torch.mul(dc_new, gg[t], out=dg_i)
+                torch.mul(dc_new, c_prevs[t], out=dg_f)
+                torch.mul(dc_new, gi[t], out=dg_g)
+                torch.mul(dh_new, tcs[t], out=dg_o)
+                dpre = SIGMOID_BACKWARD(dgrad, acts[t], grad_input=dpres[k])
+                TANH_BACKWARD_INTO(dg_g, gg[t], grad_input=dpre_gs[k])
+                if norm_x is not None:
+                    norm_x.backward(dpre, wxs[t], t, keep, n_t, out=wb.dwxs[t])
+                du = dpre if norm_1 is None else norm_1.backward(dpre, us[t], t, keep, n_t, out=wb.dus[t])
+                threads.all()
+                dh = linear(du)  # (B, H)
+                threads.one()
+                dc = dc_new * gf[t]
+                if keep is not None:
+                    dh, dc = dh + dh_skip, dc + dc_skip
+        finally:
+            threads.all()
+        du_all = dpre_all if norm_1 is None else wb.du  # dL/du_t: (T, B, 4H)
+        # ∂L/∂W_h = Σ_t du_tᵀ h_{t-1}, as (Hᵀ dU)ᵀ: torch.mm reads both transposed operands in place
         dw = torch.mm(hs[:T].reshape(T * B, H).t(), du_all.reshape(T * B, G)).t()  # (4H, H)
-        dix = (du_all if summed else dpre_all).transpose(0, 1)  # dL/d ix (u = ix + W_h h if summed): (B, T, 4H)
-        dg1 = ds1 = dgc = dbc = None
-        if norm_1 is not None:
-            dg1, ds1 = grads_1.total()
-            ds1 = ds1 if summed else None
-        if norm_c is not None:
-            dgc, dbc = grads_c.total()
-        return dix, dh, dc, dw, dg1, ds1, dgc, dbc, None, None, None, None, None, None
+        # dL/d(input term): through the input normalisation, or the sum's (u = W_x x + W_h h), or directly
+        d_in = wb.dwx if norm_x is not None else (du_all if summed else dpre_all)  # (T, B, 4H)
+        dx = dw_ih = None
+        if computes_wx:  # W_x x for all steps was one matmul: so are its gradients
+            d_flat = d_in.view(T * B, G)
+            if ctx.needs_input_grad[1]:
+                dw_ih = torch.mm(d_flat.t(), ctx.x_flat)  # (4H, I)
+            if ctx.needs_input_grad[0]:
+                dx = torch.mm(d_flat, w_ih).view(T, B, -1).transpose(0, 1)  # (B, T, I)
+        elif ctx.needs_input_grad[0]:
+            dx = d_in.transpose(0, 1).clone()  # (B, T, 4H): out of the pooled buffer
+        grads = []
+        for norm in (norm_x, norm_1, norm_c):
+            dgamma, dshift = (None, None) if norm is None else norm.grads()
+            grads += [dgamma, dshift if norm is not None and norm.shift is not None else None]
+        _BACKWARD_POOL.give(key, wb, wb.nbytes)
+        return dx, dw_ih, dh, dc, dw, *grads, None, None, None, None

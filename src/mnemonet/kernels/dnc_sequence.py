@@ -18,16 +18,15 @@ the returned final state of each sequence is the one after its own last real ste
 reach a loss and get zero gradient.
 
 Workspaces: the per-step buffers (ξ_t, gates, M_t, L_t, ...) and their views are made once per shape and
-reused by later calls (:class:`_Pool`): making the views costs about as much as the kernels they save, and
-reused buffers are warm in cache. A forward's workspace stays with its autograd node until the node is
-freed (so ``retain_graph`` and several graphs alive at once are safe); a backward's only while it runs.
-At most two free workspaces of each kind are kept, none over 64 MiB; :func:`release_workspaces` drops them.
+reused by later calls (:class:`~mnemonet.kernels.workspaces.Pool`): making the views costs about as much as
+the kernels they save, and reused buffers are warm in cache. A forward's workspace stays with its autograd
+node until the node is freed (so ``retain_graph`` and several graphs alive at once are safe); a backward's
+only while it runs. At most two free workspaces of each kind are kept, none over 64 MiB;
+:func:`release_workspaces` drops them.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,63 +37,11 @@ from mnemonet.kernels import native
 from mnemonet.kernels.dnc_access import access_backward, access_forward, grad_views, step_views
 from mnemonet.kernels.lstm_step import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
 from mnemonet.kernels.onednn import weight_grad
+from mnemonet.kernels.workspaces import Lease, Pool, release_workspaces, storage_bytes
 
-_POOL_MAX_BYTES = 64 * 2**20
+__all__ = ["DNCSequence", "release_workspaces"]
 
-
-class _Pool:
-    """Up to two free workspaces, each under its key (shapes, dtype, device); thread-safe (atomic deque ops)."""
-
-    def __init__(self, max_bytes: int = _POOL_MAX_BYTES) -> None:
-        self.free: deque[tuple[tuple, Any]] = deque(maxlen=2)
-        self.max_bytes = max_bytes
-
-    def take(self, key: tuple, make: Callable[[], Any]) -> Any:
-        """A free workspace made for ``key``, or ``make()``."""
-        found, others = None, []
-        while True:
-            try:
-                item = self.free.popleft()
-            except IndexError:
-                break
-            if found is None and item[0] == key:
-                found = item[1]
-            else:
-                others.append(item)
-        self.free.extend(others)
-        return make() if found is None else found
-
-    def give(self, key: tuple, workspace: Any, nbytes: int) -> None:
-        """Keep ``workspace`` for a later :meth:`take` (unless it is too big to hold on to)."""
-        if nbytes <= self.max_bytes:
-            self.free.append((key, workspace))
-
-
-class _Lease:
-    """Gives a workspace back to its pool when the autograd node that holds this lease is freed."""
-
-    __slots__ = ("key", "nbytes", "pool", "workspace")
-
-    def __init__(self, pool: _Pool, key: tuple, workspace: Any, nbytes: int) -> None:
-        self.pool, self.key, self.workspace, self.nbytes = pool, key, workspace, nbytes
-
-    def __del__(self) -> None:
-        self.pool.give(self.key, self.workspace, self.nbytes)
-
-
-_FORWARD_POOL, _BACKWARD_POOL = _Pool(), _Pool()
-
-
-def _nbytes(*tensors: Tensor | None) -> int:
-    """Bytes of the distinct storages behind ``tensors`` (views of a few buffers count each buffer once)."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
-    return sum(storages.values())
-
-
-def release_workspaces() -> None:
-    """Drop the free workspaces kept for later calls (their memory goes back to the allocator)."""
-    _FORWARD_POOL.free.clear()
-    _BACKWARD_POOL.free.clear()
+_FORWARD_POOL, _BACKWARD_POOL = Pool(), Pool()
 
 
 def _first_row(pre: Tensor, h0: Tensor, r0: Tensor) -> Tensor:
@@ -168,14 +115,14 @@ class DNCSequence(torch.autograd.Function):
         T, B = pre.shape[0], pre.shape[1]
         H, N = h0.shape[1], M.shape[1]
         HR = _first_row(pre, h0, r0)
-        # per-step buffers and views (see _Pool); without backward two steps' buffers take turns
+        # per-step buffers and views (see Pool); without backward two steps' buffers take turns
         n_buf, Z = (T if keep else min(T, 2)), w_xi.shape[0]
         key = (n_buf, B, N, R, W, H, Z, pre.dtype, pre.device)
 
         def make() -> tuple[Any, ...]:
             XI = pre.new_empty(n_buf, B, Z)
             views, gates = step_views(XI, N, R, W), gate_views(pre.new_empty(n_buf, B, 4 * H))
-            return XI.unbind(0), views, gates, _nbytes(*views[0], *gates[0])
+            return XI.unbind(0), views, gates, storage_bytes(*views[0], *gates[0])
 
         workspace = _FORWARD_POOL.take(key, make)
         xis, views, gates, nbytes = workspace
@@ -206,7 +153,7 @@ class DNCSequence(torch.autograd.Function):
                     final.index_copy_(0, idx, y.index_select(0, idx))
         if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
             finals = [y.clone() for y in (h_out[T], c, r_out[T], M, u, L, p, wr, ww)]
-        lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
+        lease = Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
         if keep:
             ctx.lease = lease
             ctx.steps = steps
@@ -241,7 +188,7 @@ class DNCSequence(torch.autograd.Function):
             G_xi = HR.new_empty(T, B, Z)  # ∂L/∂ξ_t
             G_HR = HR.new_empty(T + 1, B, H + R * W)  # row t: ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
             h_part, r_part = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
-            return G_xi, G_HR, grad_views(G_xi, R, W), G_HR.unbind(0), h_part, r_part, _nbytes(G_xi, G_HR)
+            return G_xi, G_HR, grad_views(G_xi, R, W), G_HR.unbind(0), h_part, r_part, storage_bytes(G_xi, G_HR)
 
         workspace = _BACKWARD_POOL.take(key, make)
         G_xi, G_HR, G_xis, G_HRs, g_h_views, g_r_views, nbytes = workspace
@@ -321,7 +268,7 @@ def _forward_native(
         ptrs = [_pointers(XI), list(zip(*(_pointers(s) for s in states), strict=True)), _pointers(saved)]
         ptrs += [_pointers(phi), tmp.data_ptr()]
         views = list(zip(*(s.unbind(0) for s in states), strict=True))  # the state after each step
-        return XI, states, saved, phi, tmp, gates, ptrs, views, _nbytes(XI, *states, saved, phi, *gates[0])
+        return XI, states, saved, phi, tmp, gates, ptrs, views, storage_bytes(XI, *states, saved, phi, *gates[0])
 
     workspace = _FORWARD_POOL.take(key, make)
     XI, _, _, _, _, gates, (xi_ptrs, state_ptrs, saved_ptrs, phi_ptrs, tmp_ptr), views, nbytes = workspace
@@ -357,7 +304,7 @@ def _forward_native(
                 final.index_copy_(0, idx, y.index_select(0, idx))
     if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
         finals = [y.clone() for y in (h_out[T], c, r_out[T], *views[(T - 1) % n_buf])]
-    lease = _Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
+    lease = Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
     if keep:
         ctx.lease, ctx.steps, ctx.ends, ctx.dims, ctx.init = lease, steps, ends, dims, init
         ctx.save_for_backward(HR, w_hr, w_xi)
@@ -381,7 +328,7 @@ def _backward_native(ctx: Any, g_HR: Tensor | None, g_finals: tuple[Tensor | Non
         G_HR = HR.new_empty(T + 1, B, row)  # row t: ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
         work = HR.new_empty(fns["dnc_work_size"](N, W, R))
         h_part, r_part = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
-        return G_xi, G_HR, work, _pointers(G_xi), G_HR.unbind(0), h_part, r_part, _nbytes(G_xi, G_HR, work)
+        return G_xi, G_HR, work, _pointers(G_xi), G_HR.unbind(0), h_part, r_part, storage_bytes(G_xi, G_HR, work)
 
     workspace = _BACKWARD_POOL.take(key, make)
     G_xi, G_HR, work, gxi_ptrs, G_HRs, g_h_views, g_r_views, nbytes = workspace

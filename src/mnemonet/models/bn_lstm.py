@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnemonet._checks import check_choice, check_positive, check_tensor
-from mnemonet.kernels.bn_lstm import bn_lstm_loop
+from mnemonet.kernels.bn_lstm import NormArgs, bn_lstm_loop
 from mnemonet.kernels.onednn import linear
 from mnemonet.models import init as inits
 from mnemonet.models.base import Cell
@@ -197,10 +197,11 @@ class BNLSTMCell(Cell):
         return h, LSTMState(h, c)
 
     def sequence(self, x: Tensor, state: LSTMState, lengths: Tensor | None) -> tuple[Tensor, LSTMState]:
-        """Kernel: all steps as :meth:`prepare` and then :func:`~mnemonet.kernels.bn_lstm.bn_lstm_loop`.
+        """Kernel: all steps in :func:`~mnemonet.kernels.bn_lstm.bn_lstm_loop`, W_x·x included.
 
-        The recurrence runs as one autograd node with a hand-written backward; the numbers are those of
-        ``prepare`` and ``step`` (``tests/kernels``).
+        The sequence runs as one autograd node with a hand-written backward; the numbers are those of
+        ``prepare`` and ``step`` (``tests/kernels``). With ``normalization="sequence"`` the input term is
+        normalised here first (its statistics span all steps).
 
         Args:
             x: `[B, T, I]`.
@@ -213,34 +214,32 @@ class BNLSTMCell(Cell):
         """
         T = x.shape[1]
         mask = padding_mask(lengths, T, x.device)  # (B, T)
-        wx = linear(x, self.weight_ih)  # W_x x for all steps, one matmul: (B, T, 4H)
-        if self.variant == "summed":
-            ix, norm_1, shift_1 = wx, self.bn_gates, self.bias
-        else:
-            ix = self.bn_x.sequence(wx, mask, bias=self.bias)  # (B, T, 4H)
-            norm_1, shift_1 = (self.bn_h, None) if self.variant == "full" else (None, None)
-        norm_c = self.bn_c if self.variant == "full" else None
+        inp, weight_ih, bn_x = x, self.weight_ih, None
+        if self.normalization == "sequence":  # "input_only": the input term with statistics over all steps
+            inp = self.bn_x.sequence(linear(x, self.weight_ih), mask, bias=self.bias)  # (B, T, 4H)
+            weight_ih = None
+        elif self.variant != "summed":
+            bn_x = self.bn_x
+        bn_1 = {"full": getattr(self, "bn_h", None), "summed": getattr(self, "bn_gates", None)}.get(self.variant)
+        bn_c = self.bn_c if self.variant == "full" else None
         y, h, c, stats = bn_lstm_loop(
-            ix,
+            inp,
+            weight_ih,
             state.h,
             state.c,
             self.weight_hh,
-            None if norm_1 is None else norm_1.weight,
-            shift_1,
-            None if norm_c is None else norm_c.weight,
-            None if norm_c is None else norm_c.bias,
+            _norm_args(bn_x, self.bias, T),
+            _norm_args(bn_1, self.bias if self.variant == "summed" else None, T),
+            _norm_args(bn_c, None if bn_c is None else bn_c.bias, T),
             mask,
             self.variant,
-            (norm_1 is not None and norm_1.training, norm_c is not None and norm_c.training),
             self._eps,
-            _running(norm_1, T),
-            _running(norm_c, T),
         )
         n = min(T, self.max_length)
-        if norm_1 is not None and norm_1.training:
-            norm_1.fold(stats.mean_1[:n], stats.var_1[:n], stats.count[:n])
-        if norm_c is not None and norm_c.training:
-            norm_c.fold(stats.mean_c[:n], stats.var_c[:n], stats.count[:n])
+        for norm, mean, var in ((bn_x, stats.mean_x, stats.var_x), (bn_1, stats.mean_1, stats.var_1),
+                                (bn_c, stats.mean_c, stats.var_c)):  # fmt: skip
+            if norm is not None and norm.training:
+                norm.fold(mean[:n], var[:n], stats.count[:n])
         return y, LSTMState(h, c)
 
     @property
@@ -248,12 +247,15 @@ class BNLSTMCell(Cell):
         return self.norms[0].eps
 
 
-def _running(norm: StepBatchNorm | None, T: int) -> tuple[Tensor, Tensor] | None:
-    """The running (mean, var) that steps 0..T-1 use in evaluation: `[T, F]` each."""
-    if norm is None or norm.training:
+def _norm_args(norm: StepBatchNorm | None, shift: Tensor | None, T: int) -> NormArgs | None:
+    """What the kernel needs of one normalisation: γ, shift, mode, and in evaluation the running (mean, var)
+    that steps 0..T-1 use, `[T, F]` each (step t uses slot min(t, L − 1))."""
+    if norm is None:
         return None
+    if norm.training:
+        return NormArgs(norm.weight, shift, True, None)
     idx = torch.arange(T, device=norm.running_mean.device).clamp(max=norm.slots - 1)
-    return norm.running_mean[idx], norm.running_var[idx]
+    return NormArgs(norm.weight, shift, False, (norm.running_mean[idx], norm.running_var[idx]))
 
 
 @register("bn_lstm")

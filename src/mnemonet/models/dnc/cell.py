@@ -26,12 +26,14 @@ from mnemonet.models.base import Cell, RecurrentModel
 from mnemonet.models.cells import GRUCell, LSTMCell, LSTMState, RNNCell
 from mnemonet.models.dnc.access import AccessInfo, AccessState, LinkState, MemoryAccess
 from mnemonet.models.dnc.conventions import resolve_reference
+from mnemonet.models.dnc.sparse import DELTA, SparseMemoryAccess
 from mnemonet.models.recurrent import Recurrent, padding_mask, zero_padding
 from mnemonet.models.registry import register
 from mnemonet.models.state import tree_map
 
 State = Any
 CONTROLLERS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
+MEMORIES = ("dense", "sam", "sdnc")
 
 
 class _KernelInput(NamedTuple):
@@ -94,6 +96,14 @@ class DNCCell(Cell):
         strength: key-strength map, ``"oneplus"`` (paper) or ``"softplus"`` (deepmind/dnc).
         clip_value: clip the controller's output and state and the cell's output y_t to ±clip_value (deepmind/dnc's
             ``clip_value``), or None. Each of these four is None by default: the reference's value.
+        memory: ``"dense"`` (the DNC's memory, default) or ``"sam"``: the Sparse Access Memory of Rae et al.
+            (2016), K-sparse reads and writes with least-recently-used allocation (:mod:`.sparse`,
+            docs/dnc_sam.md); ``"sdnc"``: SAM with the DNC's temporal link built from K-sparse weightings
+            (Rae et al.'s sparse DNC, :mod:`.sparse_temporal`). Neither takes Csordás options, ``link_top_k``
+            or more than one write head.
+        sparse_k: K, the non-zeros of each read weighting with ``memory="sam"`` or ``"sdnc"``.
+        sparse_delta: δ, the access weight that counts as a use for the least-recently-used rule.
+        sparse_link_capacity: C, the entries the SDNC's link keeps (None: 16·K²).
 
     The fused kernels cover the paper's choices; any other choice runs the readable equations.
 
@@ -119,8 +129,20 @@ class DNCCell(Cell):
         outer_eps: bool | None = None,
         strength: str | None = None,
         clip_value: float | None = None,
+        memory: str = "dense",
+        sparse_k: int = 4,
+        sparse_delta: float = DELTA,
+        sparse_link_capacity: int | None = None,
     ) -> None:
         super().__init__()
+        check_choice(memory, "memory", MEMORIES)
+        if memory != "dense":
+            unused = {"num_writes": num_writes != 1, "link_top_k": link_top_k is not None, "key_masking": key_masking,
+                      "deallocation": deallocation, "link_sharpness": link_sharpness}  # fmt: skip
+            for name, bad in unused.items():
+                if bad:
+                    raise ValueError(f"{name}: not an option of memory={memory!r} (leave it at its default)")
+        self.memory = memory
         choices = resolve_reference(
             reference,
             usage_write_gradient=usage_write_gradient,
@@ -160,18 +182,25 @@ class DNCCell(Cell):
         self.output_size = output_size
         self.controller = controller
         self.hidden_size = controller.output_size
-        self.access = MemoryAccess(
-            self.hidden_size,
-            memory_size,
-            word_size,
-            num_reads,
-            num_writes,
-            key_masking=key_masking,
-            deallocation=deallocation,
-            link_sharpness=link_sharpness,
-            link_top_k=link_top_k,
-            **choices,
-        )
+        if memory != "dense":
+            self.access: MemoryAccess | SparseMemoryAccess = SparseMemoryAccess(
+                self.hidden_size, memory_size, word_size, num_reads, sparse_k, sparse_delta,
+                outer_eps=choices["outer_eps"], strength=choices["strength"], link=memory == "sdnc",
+                link_capacity=sparse_link_capacity,
+            )  # fmt: skip
+        else:
+            self.access = MemoryAccess(
+                self.hidden_size,
+                memory_size,
+                word_size,
+                num_reads,
+                num_writes,
+                key_masking=key_masking,
+                deallocation=deallocation,
+                link_sharpness=link_sharpness,
+                link_top_k=link_top_k,
+                **choices,
+            )
         self.output = nn.Linear(self.hidden_size + num_reads * word_size, output_size)  # W_y [h_t; r_t]
 
     def extra_repr(self) -> str:
@@ -180,6 +209,8 @@ class DNCCell(Cell):
             parts.append(f"reference={self.reference!r}")
         if self.clip_value is not None:
             parts.append(f"clip_value={self.clip_value}")
+        if self.memory != "dense":
+            parts.append(f"memory={self.memory!r}")
         return ", ".join(parts)
 
     def _clip(self, x: Tensor) -> Tensor:
@@ -225,7 +256,7 @@ class DNCCell(Cell):
         return [_KernelInput(p, recurrent, projection) for p in pre]
 
     def _step(
-        self, p_t: Any, state: DNCState, t: int, mask: Tensor | None, with_info: bool
+        self, p_t: Any, state: DNCState, t: int, mask: Tensor | None, with_info: bool, tape: Any = None
     ) -> tuple[Tensor, DNCState, AccessInfo | None]:
         """Controller, memory and output for one step from a prepared input."""
         B = state.read_vectors.shape[0]
@@ -243,7 +274,8 @@ class DNCCell(Cell):
             projection = None
         if self.clip_value is not None:  # deepmind/dnc clips the controller's output and state
             h, ctrl_state = self._clip(h), tree_map(self._clip, ctrl_state)
-        read_vectors, access, info = self.access(h, state.access, with_info=with_info, projection=projection)
+        kw = {} if tape is None else {"tape": tape}
+        read_vectors, access, info = self.access(h, state.access, with_info=with_info, projection=projection, **kw)
         y = self._clip(self.output(torch.cat([h, read_vectors.reshape(B, -1)], dim=-1)))  # W_y [h_t; r_t]
         return y, DNCState(ctrl_state, access, read_vectors), info
 
@@ -263,8 +295,24 @@ class DNCCell(Cell):
         return y, state
 
     def sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState] | None:
-        """The ``"sequence"`` kernel over `[B, T, input_size]` (see :meth:`kernel`), else None."""
+        """The ``"sequence"`` kernel over `[B, T, input_size]` (see :meth:`kernel`), else None.
+
+        With ``memory="sam"`` or ``"sdnc"`` (full-length sequences): the steps' memory written in place
+        (``kernels.sparse_memory``).
+        """
+        if self.memory != "dense":
+            return self._sparse_sequence(x, state) if lengths is None else None
         return self._whole_sequence(x, state, lengths) if self.kernel() == "sequence" else None
+
+    def _sparse_sequence(self, x: Tensor, state: DNCState) -> tuple[Tensor, DNCState]:
+        """``sequence`` for SAM: the step loop with one in-place memory for the whole sequence."""
+        ys = []
+        tape, access = self.access.open(state.access)
+        state = state._replace(access=access)
+        for t, p_t in enumerate(self.prepare(x)):
+            y, state, _ = self._step(p_t, state, t, None, with_info=False, tape=tape)
+            ys.append(y)
+        return torch.stack(ys, 1), state._replace(access=self.access.close(tape, state.access))  # (B, T, O)
 
     def _whole_sequence(self, x: Tensor, state: DNCState, lengths: Tensor | None) -> tuple[Tensor, DNCState]:
         """``sequence`` for an LSTM controller and the paper's memory: all steps as one node (``sequence.py``)."""
@@ -313,6 +361,10 @@ def build_dnc(
     outer_eps: bool | None = None,
     strength: str | None = None,
     clip_value: float | None = None,
+    memory: str = "dense",
+    sparse_k: int = 4,
+    sparse_delta: float = DELTA,
+    sparse_link_capacity: int | None = None,
 ) -> Recurrent:
     """A DNC over sequences: ``Recurrent(DNCCell(...), batch_first=batch_first)``.
 
@@ -344,5 +396,9 @@ def build_dnc(
         outer_eps=outer_eps,
         strength=strength,
         clip_value=clip_value,
+        memory=memory,
+        sparse_k=sparse_k,
+        sparse_delta=sparse_delta,
+        sparse_link_capacity=sparse_link_capacity,
     )
     return Recurrent(cell, batch_first=batch_first)
