@@ -9,6 +9,11 @@ Targets (B = 64, T = 64, CPU):
 - small sizes: the ``rims_seq_mnist-small`` model (a 16-wide linear encoder of the pixel, 6 modules x 16 units,
   k = 4) within 4x the ``torch.nn.LSTM`` of about the same number of parameters (115 units on the pixel).
 
+Measured here with RIMs' whole-sequence kernel (``kernels/rims_sequence.py``), machine shared (load 5-10), ratios
+at --threads 1 / 2: RIMs 1.46x / 2.10x (met at 1 thread only), rims-small 5.34x / 11.3x (missed; 7.5x
+before the kernel), BRIMs 2.20x at 1 thread (no kernel). docs/rims_differences.md ("Speed") says where the
+small model's time goes.
+
     python benchmarks/bench_rims.py [--threads N] [--repeats R] [--input-size D] [--dynamics lstm|gru]
         [--cases rims,brims,rims-small]
 """

@@ -29,8 +29,9 @@ CASES = {
     "bn_lstm": ("bn_lstm", dict(hidden_size=5, max_length=5)),
     "bn_lstm_input_only": ("bn_lstm", dict(hidden_size=5, max_length=5, variant="input_only")),
     "bn_lstm_summed": ("bn_lstm", dict(hidden_size=5, max_length=5, variant="summed")),
-    # no kernel: the same loop both ways (RIMs, BRIMs use prepare + step)
+    # kernels.rims_sequence (whole sequence; more cases in test_rims_sequence.py)
     "rims": ("rims", dict(num_modules=4, module_size=3, k=2, dropout=0.0)),
+    # no kernel: the same loop both ways (BRIMs uses prepare + step)
     "brims": ("brims", dict(num_modules=3, module_size=3, k=2, dropout=0.0)),
     # kernels.dnc_sequence (whole sequence), kernels.lstm_step + time_shared, kernels.dnc_access (fused step)
     "dnc": ("dnc", DNC),

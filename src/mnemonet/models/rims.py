@@ -36,10 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnemonet import kernels
 from mnemonet._checks import check_choice, check_positive, check_tensor
+from mnemonet.kernels.rims_sequence import RIMsOptions, rims_sequence
 from mnemonet.models.base import Cell
 from mnemonet.models.grouped import GroupedGRUCell, GroupedLinear, GroupedLSTMCell, grouped_matmul
-from mnemonet.models.recurrent import Recurrent
+from mnemonet.models.recurrent import Recurrent, padding_mask
 from mnemonet.models.registry import register
 
 DYNAMICS = ("lstm", "gru")
@@ -492,6 +494,75 @@ class RIMsCell(Cell):
         # one tensor per step (unbind, not keys[:, t]: slicing would make backward fill a [B, T, ...] zero
         # tensor at every step)
         return list(zip(keys.unsqueeze(2).unbind(1), values.unsqueeze(2).unbind(1), strict=True))  # M = 1
+
+    def uses_sequence_kernel(self) -> bool:
+        """Whether :meth:`sequence` runs :mod:`mnemonet.kernels.rims_sequence` (kernels on, its configuration).
+
+        The kernel covers LSTM dynamics, one input head, the gated-tanh output and no dropout on attention
+        probabilities (``input_dropout = comm_dropout = 0``); ``dropout`` on the outputs is covered.
+        """
+        return (
+            kernels.is_enabled()
+            and self.dynamics_kind == "lstm"
+            and self.input_heads == 1
+            and self.comm_output_kind == "gated_tanh"
+            and not (self.training and (self.input_dropout or self.comm_dropout))
+        )
+
+    def sequence(self, x: Tensor, state, lengths: Tensor | None):
+        """Eqs. (1)-(7) for the whole sequence in one kernel (:class:`~mnemonet.kernels.rims_sequence.RIMsSequence`).
+
+        Computes what ``prepare`` + ``step`` compute. With one input head the read is ``A_k = α_k (V ⊙ δ_k)``
+        (δ_k: the read's dropout noise), so the dynamics' input term ``A_k W_ih[k] = α_k ((V ⊙ δ_k) W_ih[k])``
+        is formed for all steps in one matmul before the loop. Dropout noise is drawn before the loop in the
+        order the step draws it (read, then output value, per step), so a seeded run matches the step path.
+
+        Args:
+            x: `[B, T, input_size]` with padded steps zeroed.
+            state: :class:`RIMsState`, leaves `[B, n, module_size]`.
+            lengths: `[B]` or None.
+
+        Returns:
+            ``(y [B, T, n * module_size], state)``, or None where the kernel does not apply.
+        """
+        if not self.uses_sequence_kernel():
+            return None
+        T = x.shape[1]
+        keys, values = self.project_inputs(x)  # (B, T, 1, d_k), (B, T, 1, d_v)
+        keys = keys[:, :, 0].transpose(0, 1) / math.sqrt(self.input_key_size)  # (T, B, d_k)
+        values = values[:, :, 0].transpose(0, 1)  # (T, B, d_v)
+        Hc, dc, dv = self.comm_heads, self.comm_key_size, self.comm_value_size
+        w_qkv = torch.cat(  # per head [q k v] columns: (n, hs, Hc (2 dc + dv))
+            [
+                self.comm_query.weight.unflatten(-1, (Hc, dc)),
+                self.comm_key.weight.unflatten(-1, (Hc, dc)),
+                self.comm_value.weight.unflatten(-1, (Hc, dv)),
+            ],
+            -1,
+        ).flatten(-2)
+        weights = (
+            self.dynamics.weight_ih,
+            torch.cat([self.dynamics.weight_hh, self.input_query.weight], -1),  # h [W_hh | W^q]
+            self.dynamics.bias_ih + self.dynamics.bias_hh,
+            w_qkv,
+            torch.cat([self.comm_output.weight, self.comm_gate.weight], 0),
+            torch.cat([self.comm_output.bias, self.comm_gate.bias], 0),
+        )
+        options = RIMsOptions(
+            self.k,
+            Hc,
+            dc,
+            dv,
+            by_score=self.selection == "score",
+            proposed=self.inactive_comm == "proposed",
+            dropout=self.dropout if self.training else 0.0,
+        )
+        mask = padding_mask(lengths, T, x.device)  # (B, T)
+        real = None if mask is None else mask.t().contiguous()  # (T, B)
+        y, h, c, _ = rims_sequence(keys, values, state.h, state.c, real, weights, options)
+        if mask is not None:
+            y = torch.where(mask.unsqueeze(-1), y, y.new_zeros(()))  # padded steps output zero
+        return y, RIMsState(h, c)
 
     def step(self, p_t, state, t=0, mask=None):
         """Eqs. (2)-(7) from the prepared keys and values of step t."""
