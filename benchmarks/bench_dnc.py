@@ -2,8 +2,14 @@
 
 Comparison (interleaved in one process; the speed-up is the median of ``--repeats`` per-round ratios):
 B = 16, N = 64, W = 32, R = 4, T = 41, an LSTM controller of ``--hidden`` units, input = output = 8; one
-training step = forward, MSE loss, backward, gradient-norm clipping at 10, Adam. Target: ours >= 3x faster.
-Both run at each of ``--threads`` (default: 1 and mnemonet's default thread count, ``DEFAULT_THREADS``).
+training step = forward, MSE loss, backward, gradient-norm clipping at 10, Adam. Target: ours >= 5x faster
+(issue 16; issue 14 asked for 3x). Both run at each of ``--threads`` (default: 1 and mnemonet's default thread
+count, ``DEFAULT_THREADS``), interleaved within each thread count.
+
+Ours runs the whole-sequence node (``kernels.dnc_sequence``) with its memory step in C (``kernels.native``,
+built once with the system C compiler and cached); the header line says whether it did, or why not (then
+the torch memory step runs, about 1.5x to 1.8x slower per training step). ``MNEMONET_NATIVE=0`` forces the torch
+step.
 
 The reference is never a dependency of mnemonet. Install it beside the benchmark only:
 
@@ -41,10 +47,11 @@ import torch
 
 from common import header, interleaved_runs, median_time_and_peak, paired_ratio
 from mnemonet._checks import parse_positive_ints
+from mnemonet.kernels import native
 from mnemonet.models.dnc import build_dnc
 from mnemonet.training.device import DEFAULT_THREADS
 
-TARGET = 3.0
+TARGET = 5.0  # issue 16 (issue 14 asked for 3)
 B, N, W, R, T, IO = 16, 64, 32, 4, 41, 8
 
 
@@ -92,6 +99,8 @@ def compare(args: argparse.Namespace) -> None:
     n_ref = sum(p.numel() for p in ref.parameters())
     n_ours = sum(p.numel() for p in ours.parameters())
     print(f"parameters: dnc==1.1.0 {n_ref}, ours {n_ours}")
+    lib = native.library()
+    print("ours: memory step in " + ("C (kernels.native)" if lib else f"torch ({native.unavailable_reason()})"))
     fns = {
         "ref": train_step(
             ref, torch.optim.Adam(ref.parameters()), x, target, hx=(None, None, None), reset_experience=True

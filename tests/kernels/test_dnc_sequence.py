@@ -1,8 +1,12 @@
-"""The whole-sequence DNC node (``sequence.DNCSequence``): gradcheck, padding, no_grad, and the model's use of it."""
+"""The whole-sequence DNC node (``sequence.DNCSequence``): gradcheck, padding, no_grad, and the model's use of it.
+
+Each test runs twice: with the memory step in C (``kernels.native``) and in torch (``kernels.dnc_access``).
+"""
 
 import pytest
 import torch
 
+from mnemonet.kernels import native
 from mnemonet.kernels.dnc_sequence import DNCSequence
 from mnemonet.models import state as st
 from mnemonet.models.cells import LSTMCell
@@ -11,6 +15,15 @@ from mnemonet.models.dnc.interface import interface_size
 
 D = torch.float64
 B, T, H, N, W, R = 3, 4, 3, 4, 2, 2
+
+
+@pytest.fixture(autouse=True, params=["c", "torch"])
+def memory_step(request, monkeypatch):
+    """Every test here runs with the C memory step (``kernels.native``, where it builds) and with torch's."""
+    if request.param == "torch":
+        monkeypatch.setattr(native, "functions", lambda dtype: None)
+    elif native.library() is None:
+        pytest.skip(f"no C kernels: {native.unavailable_reason()}")
 
 
 def inputs(seed=0):

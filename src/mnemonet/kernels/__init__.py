@@ -1,9 +1,10 @@
 """Speed paths only: each computes what an equation in ``mnemonet.models`` computes, faster.
 
 This package sits below ``models`` (it imports nothing from it): oneDNN matmuls (:mod:`.onednn`), the BN-LSTM
-recurrence with a hand-written backward (:mod:`.bn_lstm`), the DNC's fused memory step (:mod:`.dnc_access`),
-fused LSTM step (:mod:`.lstm_step`), whole-sequence node and its workspaces (:mod:`.dnc_sequence`), the whole
-RIMs sequence as one node (:mod:`.rims_sequence`), weights
+recurrence with a hand-written backward (:mod:`.bn_lstm`), the DNC's fused memory step (:mod:`.dnc_access`;
+in C, built once with the system compiler, in :mod:`.native`), fused LSTM step (:mod:`.lstm_step`),
+whole-sequence node (:mod:`.dnc_sequence`) and its workspaces (:mod:`.workspaces`), the whole RIMs sequence as
+one node (:mod:`.rims_sequence`), weights
 whose gradient is formed once per sequence (:mod:`.time_shared`) and the tricks they share (:mod:`.tricks`).
 ``tests/kernels`` proves each equal to the readable path, values and gradients.
 

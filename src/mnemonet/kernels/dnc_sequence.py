@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mnemonet.kernels import native
 from mnemonet.kernels.dnc_access import access_backward, access_forward, grad_views, step_views
 from mnemonet.kernels.lstm_step import gate_grad_views, gate_views, lstm_cell_backward, lstm_cell_forward
 from mnemonet.kernels.onednn import weight_grad
@@ -41,6 +42,25 @@ from mnemonet.kernels.workspaces import Lease, Pool, release_workspaces, storage
 __all__ = ["DNCSequence", "release_workspaces"]
 
 _FORWARD_POOL, _BACKWARD_POOL = Pool(), Pool()
+
+
+def _first_row(pre: Tensor, h0: Tensor, r0: Tensor) -> Tensor:
+    """HR `[T + 1, B, H + R·W]` with row 0 = [h_0; r_0] (the other rows are written by the steps)."""
+    T, B, H = pre.shape[0], pre.shape[1], h0.shape[1]
+    HR = pre.new_empty(T + 1, B, H + r0.shape[1] * r0.shape[2])
+    HR[0, :, :H] = h0
+    HR[0, :, H:] = r0.flatten(1)
+    return HR
+
+
+def _controller_grads(G_gates: Tensor, G_xi: Tensor, HR: Tensor, g_init: Tensor, dims: tuple[int, int]) -> tuple:
+    """(∂L/∂W_hr, ∂L/∂W_ξ, ∂L/∂b_ξ, ∂L/∂h_0, ∂L/∂r_0) from the per-step gradients, each weight's as one matmul."""
+    R, W = dims
+    H = HR.shape[2] - R * W
+    g_w_hr = weight_grad(G_gates, HR[:-1])  # Σ_t g_t^T [h_{t−1}; r_{t−1}] (oneDNN where it runs)
+    g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
+    g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].unflatten(-1, (R, W)).clone()
+    return g_w_hr, g_w_xi, G_xi.sum((0, 1)), g_h0, g_r0
 
 
 def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
@@ -85,12 +105,16 @@ class DNCSequence(torch.autograd.Function):
         dims: tuple[int, int],
         keep: bool,
     ) -> tuple[Tensor, ...]:
+        fns = native.functions(pre.dtype) if pre.device.type == "cpu" else None
+        if fns is not None:
+            ctx.native = fns
+            inputs = (pre, w_hr, w_xi, b_xi, h0, c0, r0, M, u, L, p, wr, ww)
+            return _forward_native(ctx, fns, inputs, last, dims, keep)
+        ctx.native = None
         R, W = dims
         T, B = pre.shape[0], pre.shape[1]
         H, N = h0.shape[1], M.shape[1]
-        HR = pre.new_empty(T + 1, B, H + R * W)
-        HR[0, :, :H] = h0
-        HR[0, :, H:] = r0.reshape(B, R * W)
+        HR = _first_row(pre, h0, r0)
         # per-step buffers and views (see Pool); without backward two steps' buffers take turns
         n_buf, Z = (T if keep else min(T, 2)), w_xi.shape[0]
         key = (n_buf, B, N, R, W, H, Z, pre.dtype, pre.device)
@@ -143,6 +167,8 @@ class DNCSequence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_HR: Tensor | None, *g_finals: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        if ctx.native is not None:
+            return _backward_native(ctx, g_HR, g_finals)
         HR, w_hr, w_xi = ctx.saved_tensors
         R, W = ctx.dims
         steps, ends = ctx.steps, ctx.ends
@@ -203,15 +229,152 @@ class DNCSequence(torch.autograd.Function):
             G_HRs[t].addmm_(g_gates, w_hr)  # ∂L/∂[h_{t−1}; r_{t−1}] through step t's controller
             carry = [g_c, g_M, g_u, g_L, g_p, g_wr, g_ww]
             owned = [True] * 7
-        g_init = G_HRs[0]
         # rows whose final state is their initial state (no real step) cannot occur: lengths >= 1
-        g_w_hr = weight_grad(G_gates, HR[:-1])  # Σ_t g_t^T [h_{t−1}; r_{t−1}] (oneDNN where it runs)
-        g_w_xi = weight_grad(G_xi, HR[1:, :, :H])  # Σ_t g_ξ_t^T h_t
-        g_b_xi = G_xi.sum((0, 1))
-        g_h0, g_r0 = g_init[:, :H].clone(), g_init[:, H:].reshape(B, R, W).clone()
+        g_w_hr, g_w_xi, g_b_xi, g_h0, g_r0 = _controller_grads(G_gates, G_xi, HR, G_HRs[0], ctx.dims)
         _BACKWARD_POOL.give(key, workspace, nbytes)
         g_c, g_M, g_u, g_L, g_p, g_wr, g_ww = carry
         return (
             G_gates, g_w_hr, g_w_xi, g_b_xi, g_h0, g_c, g_r0,
             g_M, g_u.squeeze(1), g_L, g_p.squeeze(1), g_wr, g_ww.squeeze(1), None, None, None,
         )  # fmt: skip
+
+
+def _pointers(x: Tensor) -> list[int]:
+    """The address of each ``x[t]`` (x contiguous)."""
+    step = x.stride(0) * x.element_size()
+    return [x.data_ptr() + t * step for t in range(x.shape[0])]
+
+
+def _forward_native(
+    ctx: Any, fns: dict[str, Any], inputs: tuple[Tensor, ...], last: Tensor | None, dims: tuple[int, int], keep: bool
+) -> tuple[Tensor, ...]:
+    """:meth:`DNCSequence.forward` (same arguments) with the memory step in C (``native``); LSTM and ξ_t as there."""
+    pre, w_hr, w_xi, b_xi, h0, c0, r0, M, u, L, p, wr, ww = inputs
+    R, W = dims
+    T, B = pre.shape[0], pre.shape[1]
+    H, N, Z = h0.shape[1], M.shape[1], w_xi.shape[0]
+    row = H + R * W
+    HR = _first_row(pre, h0, r0)
+    n_buf = T if keep else min(T, 2)  # without backward two steps' buffers take turns
+    key = ("native", n_buf, B, N, R, W, H, Z, pre.dtype, pre.device)
+
+    def make() -> tuple[Any, ...]:
+        XI = pre.new_empty(n_buf, B, Z)
+        states = [pre.new_empty(n_buf, B, *shape) for shape in ((N, W), (N,), (N, N), (N,), (R, N), (N,))]
+        saved = pre.new_empty(n_buf, B, fns["dnc_saved_size"](N, W, R))
+        phi = torch.empty(n_buf, B, N, dtype=torch.int32, device=pre.device)
+        tmp = torch.empty(N, dtype=torch.int32, device=pre.device)
+        gates = gate_views(pre.new_empty(n_buf, B, 4 * H))
+        ptrs = [_pointers(XI), list(zip(*(_pointers(s) for s in states), strict=True)), _pointers(saved)]
+        ptrs += [_pointers(phi), tmp.data_ptr()]
+        views = list(zip(*(s.unbind(0) for s in states), strict=True))  # the state after each step
+        return XI, states, saved, phi, tmp, gates, ptrs, views, storage_bytes(XI, *states, saved, phi, *gates[0])
+
+    workspace = _FORWARD_POOL.take(key, make)
+    XI, _, _, _, _, gates, (xi_ptrs, state_ptrs, saved_ptrs, phi_ptrs, tmp_ptr), views, nbytes = workspace
+    init = [x.contiguous() for x in (M, u, L, p, wr, ww)]  # the state before step 0, (B, ...) each
+    pres, HRs, xis = pre.unbind(0), HR.unbind(0), XI.unbind(0)
+    h_out, r_out = HR[:, :, :H].unbind(0), HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
+    w_hr_t, w_xi_t = w_hr.t(), w_xi.t()
+    r_ptr, el = HR.data_ptr() + H * HR.element_size(), HR.element_size()
+    ends = _ends(last, pre.device)
+    finals = None if last is None else [x.clone() for x in (h0, c0, r0, *init)]
+    forward = fns["dnc_access_forward"]
+    prev = [x.data_ptr() for x in init]
+    c = c0
+    steps = []
+    for t in range(T):
+        k = t % n_buf
+        torch.addmm(pres[t], HRs[t], w_hr_t, out=gates[k].gates)
+        h, c_new, lstm_saved = lstm_cell_forward(gates[k], c, h_out[t + 1])
+        torch.addmm(b_xi, h, w_xi_t, out=xis[k])  # ξ_t = W_ξ h_t + b
+        now = state_ptrs[k]  # M_t, u_t, L_t, p_t, w^r_t, w^w_t; r_t goes into HR[t + 1]
+        # the sort of step t starts from step t − 1's order
+        forward(
+            B, N, W, R, xi_ptrs[k], Z, *prev, *now, r_ptr + (t + 1) * B * row * el, row, saved_ptrs[k], phi_ptrs[k],
+            phi_ptrs[(t - 1) % n_buf] if t else None, tmp_ptr,
+        )  # fmt: skip
+        prev = now
+        if keep:
+            steps.append((c, lstm_saved))
+        c = c_new
+        if t in ends:
+            idx = ends[t]
+            for final, y in zip(finals, (h_out[t + 1], c, r_out[t + 1], *views[k]), strict=True):  # type: ignore[arg-type]
+                final.index_copy_(0, idx, y.index_select(0, idx))
+    if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
+        finals = [y.clone() for y in (h_out[T], c, r_out[T], *views[(T - 1) % n_buf])]
+    lease = Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
+    if keep:
+        ctx.lease, ctx.steps, ctx.ends, ctx.dims, ctx.init = lease, steps, ends, dims, init
+        ctx.save_for_backward(HR, w_hr, w_xi)
+    ctx.set_materialize_grads(False)
+    return (HR, *finals)
+
+
+def _backward_native(ctx: Any, g_HR: Tensor | None, g_finals: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
+    """:meth:`DNCSequence.backward` for :func:`_forward_native`: the memory step's VJP in C."""
+    HR, w_hr, w_xi = ctx.saved_tensors
+    fns, (R, W), steps, ends, init = ctx.native, ctx.dims, ctx.steps, ctx.ends, ctx.init
+    xi_ptrs, state_ptrs, saved_ptrs, phi_ptrs, _ = ctx.lease.workspace[6]
+    T, B, row = len(steps), HR.shape[1], HR.shape[2]
+    H, N, Z = row - R * W, init[0].shape[1], w_xi.shape[0]
+    g_h_final, g_c_final, g_r_final, *g_state_finals = g_finals
+    G_gates = HR.new_empty(T, B, w_hr.shape[0])  # ∂L/∂a_t, the pre-activations (returned: not pooled)
+    key = ("native", T, B, H, R, W, Z, HR.dtype, HR.device)
+
+    def make() -> tuple[Any, ...]:
+        G_xi = HR.new_empty(T, B, Z)  # ∂L/∂ξ_t
+        G_HR = HR.new_empty(T + 1, B, row)  # row t: ∂L/∂HR[t] = ∂L/∂[h_{t−1}; r_{t−1}]
+        work = HR.new_empty(fns["dnc_work_size"](N, W, R))
+        h_part, r_part = G_HR[:, :, :H].unbind(0), G_HR[:, :, H:].unflatten(-1, (R, W)).unbind(0)
+        return G_xi, G_HR, work, _pointers(G_xi), G_HR.unbind(0), h_part, r_part, storage_bytes(G_xi, G_HR, work)
+
+    workspace = _BACKWARD_POOL.take(key, make)
+    G_xi, G_HR, work, gxi_ptrs, G_HRs, g_h_views, g_r_views, nbytes = workspace
+    if g_HR is None:  # row t: ∂L/∂HR[t] from the outputs; step t's controller adds its part below
+        G_HR.zero_()
+    else:
+        G_HR.copy_(g_HR)
+    gate_grads = gate_grad_views(G_gates)
+    # carried gradients of the state after step t, updated in place by the C backward
+    carry = [torch.zeros_like(x) for x in init]
+    g_c = None
+    if not ends:  # no padding: the final state is the state after step T − 1
+        g_c = g_c_final
+        for buf, g in zip(carry, g_state_finals, strict=True):
+            if g is not None:
+                buf.copy_(g)
+        if g_h_final is not None:
+            g_h_views[T].add_(g_h_final)
+        if g_r_final is not None:
+            g_r_views[T].add_(g_r_final)
+    carry_ptrs = [x.data_ptr() for x in carry]
+    init_ptrs = [x.data_ptr() for x in init]
+    g_r_ptr, el = G_HR.data_ptr() + H * G_HR.element_size(), G_HR.element_size()
+    backward = fns["dnc_access_backward"]
+    for t in range(T - 1, -1, -1):
+        if t in ends:
+            idx = ends[t]
+            for view, g_final in ((g_h_views[t + 1], g_h_final), (g_r_views[t + 1], g_r_final)):
+                if g_final is not None:
+                    view.index_add_(0, idx, g_final.index_select(0, idx))
+            if g_c_final is not None:
+                g_c = torch.zeros_like(g_c_final) if g_c is None else g_c  # g_c is this function's own tensor
+                g_c.index_add_(0, idx, g_c_final.index_select(0, idx))
+            for buf, g in zip(carry, g_state_finals, strict=True):
+                if g is not None:
+                    buf.index_add_(0, idx, g.index_select(0, idx))
+        c_prev, lstm_saved = steps[t]
+        prev = init_ptrs if t == 0 else state_ptrs[t - 1]
+        M_t, _, L_t, _, wr_t, ww_t = state_ptrs[t]
+        backward(
+            B, N, W, R, xi_ptrs[t], Z, *prev, M_t, L_t, wr_t, ww_t, saved_ptrs[t], phi_ptrs[t],
+            g_r_ptr + (t + 1) * B * row * el, row, *carry_ptrs, gxi_ptrs[t], Z, work.data_ptr(),
+        )  # fmt: skip
+        g_h = torch.addmm(g_h_views[t + 1], G_xi[t], w_xi)  # h_t feeds ξ_t and HR
+        g_gates, g_c = lstm_cell_backward(lstm_saved, c_prev, g_h, g_c, gate_grads[t])
+        G_HRs[t].addmm_(g_gates, w_hr)  # ∂L/∂[h_{t−1}; r_{t−1}] through step t's controller
+    g_w_hr, g_w_xi, g_b_xi, g_h0, g_r0 = _controller_grads(G_gates, G_xi, HR, G_HRs[0], ctx.dims)
+    _BACKWARD_POOL.give(key, workspace, nbytes)
+    return (G_gates, g_w_hr, g_w_xi, g_b_xi, g_h0, g_c, g_r0, *carry, None, None, None)

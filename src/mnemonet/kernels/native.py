@@ -1,0 +1,122 @@
+"""Plain-C kernels, compiled once on first use and loaded with ctypes; None (the torch kernels run) without a compiler.
+
+The DNC's memory step costs about 150 small tensor operations per time step in torch, forward and backward;
+on a CPU their per-operation overhead, not the arithmetic, sets the speed. ``dnc_native.c`` runs the same
+equations as loops over one batch row at a time (``dnc_access.py`` lists them), in float32 and float64.
+
+The library is built from the C sources next to this module with the system C compiler (``$CC``, else
+``cc``/``gcc``; plain C, no torch headers: about two seconds) into a cache folder (``$MNEMONET_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/mnemonet`` or ``~/.cache/mnemonet``), named by a hash of the sources, the flags and
+the compiler, and written atomically (a temporary file, then a rename), so concurrent first uses are safe
+and later processes load it at once. Without a working compiler, or with ``MNEMONET_NATIVE=0`` in the
+environment, :func:`library` returns None and the torch kernels run; :func:`unavailable_reason` says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+_ENV = "MNEMONET_NATIVE"
+_DIR = Path(__file__).parent
+_SOURCES = ("dnc_native.c", "dnc_native_body.h")
+# reassociation lets sums vectorize (results agree to rounding, as torch's own kernels do); NaN and inf stay IEEE
+_FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11", "-fno-math-errno", "-fno-signed-zeros")
+_FLAGS += ("-fno-trapping-math", "-fassociative-math")
+_P, _L = ctypes.c_void_p, ctypes.c_long
+#: argument types of the exported functions (dnc_native_body.h), per name without the precision suffix
+_SIGNATURES = {
+    "dnc_saved_size": ([_L] * 3, _L),
+    "dnc_work_size": ([_L] * 3, _L),
+    "dnc_access_forward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L, _P, _P, _P, _P], None),
+    "dnc_argsort": ([_P, _P, _P, _P, _L], None),
+    "dnc_access_backward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L] + [_P] * 6 + [_P, _L, _P], None),
+}
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+_library: ctypes.CDLL | None = None
+_reason: str | None = None
+_tried = False
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("MNEMONET_CACHE_DIR"):
+        return Path(os.environ["MNEMONET_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mnemonet"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _build() -> ctypes.CDLL:
+    """Compile (unless cached) and load the library; raises OSError/RuntimeError on failure."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        digest.update((_DIR / name).read_bytes())
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
+    digest.update(" ".join((cc, version, *_FLAGS)).encode())
+    folder = _cache_dir()
+    target = folder / f"dnc_native-{digest.hexdigest()[:20]}.so"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        try:
+            cmd = [cc, *_FLAGS, "-o", tmp, str(_DIR / "dnc_native.c"), "-lm"]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {out.stderr.strip()[-500:]}")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    lib = ctypes.CDLL(str(target))
+    for suffix in _SUFFIX.values():
+        for name, (args, result) in _SIGNATURES.items():
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.argtypes, fn.restype = args, result
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled library (built on the first call), or None where it cannot be built or is switched off."""
+    global _library, _reason, _tried
+    if not _tried:
+        _tried = True
+        if os.environ.get(_ENV, "1").strip().lower() in ("0", "false", "off", "no"):
+            _reason = f"switched off by {_ENV}=0"
+        else:
+            try:
+                _library = _build()
+            except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as err:
+                _reason = f"{type(err).__name__}: {err}"
+    return _library
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`library` is None (None while it loads, or before its first call)."""
+    return _reason
+
+
+def functions(dtype: torch.dtype) -> dict[str, ctypes._CFuncPtr] | None:  # type: ignore[name-defined]
+    """The library's functions for ``dtype`` (float32 or float64) by name without suffix, or None."""
+    lib = library()
+    suffix = _SUFFIX.get(dtype)
+    if lib is None or suffix is None:
+        return None
+    return {name: getattr(lib, f"{name}_{suffix}") for name in _SIGNATURES}
