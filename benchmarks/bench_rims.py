@@ -6,13 +6,14 @@ Targets (B = 64, T = 64, CPU):
   two such layers within 3x a 2-layer 600-unit ``torch.nn.LSTM``. Measured on this project's 2-core CPU
   (issue 12), the official RIMs code (anirudh9119/RIMs ``BlocksCore``) takes about 7.1x LSTM(600) and
   dido1998's Recurrent-Independent-Mechanisms about 2.2x;
-- small sizes: the ``rims_seq_mnist-small`` model (a 16-wide linear encoder of the pixel, 6 modules x 16 units,
-  k = 4) within 4x the ``torch.nn.LSTM`` of about the same number of parameters (115 units on the pixel).
+- small sizes: the ``rims_seq_mnist-small`` model, built from the preset (the pixel rounded to 0/1 and
+  embedded in 16 dimensions, 6 modules x 16 units, k = 4) within 4x the ``torch.nn.LSTM`` of about the same
+  number of parameters (115 units on the pixel).
 
-Measured here with RIMs' whole-sequence kernel (``kernels/rims_sequence.py``), machine shared (load 5-10), ratios
-at --threads 1 / 2: RIMs 1.46x / 2.10x (met at 1 thread only), rims-small 5.34x / 11.3x (missed; 7.5x
-before the kernel), BRIMs 2.20x at 1 thread (no kernel). docs/rims_differences.md ("Speed") says where the
-small model's time goes.
+Measured here with RIMs' whole-sequence kernel (``kernels/rims_sequence.py``; rims-small then had a 16-wide
+linear encoder), machine shared (load 5-10), ratios at --threads 1 / 2: RIMs 1.46x / 2.10x (met at 1 thread
+only), rims-small 5.34x / 11.3x (missed; 7.5x before the kernel), BRIMs 2.20x at 1 thread (no kernel).
+docs/rims_differences.md ("Speed") says where the small model's time goes.
 
     python benchmarks/bench_rims.py [--threads N] [--repeats R] [--input-size D] [--dynamics lstm|gru]
         [--cases rims,brims,rims-small]
@@ -28,6 +29,7 @@ from common import forward_backward, header, interleaved
 from mnemonet.models import build
 from mnemonet.models.brims import brims
 from mnemonet.models.rims import rims
+from mnemonet.training import load_config
 
 TARGETS = {"rims": 1.5, "brims": 3.0, "rims-small": 4.0}
 
@@ -59,10 +61,10 @@ def main() -> None:
             "LSTM(600, 2 layers)",
         ),
     ]
-    small = build("rims", input_size=1, num_modules=6, module_size=16, k=4, input_key_size=16,
-                  dynamics=args.dynamics, encoder="linear", encoder_size=16)  # fmt: skip
+    small_kwargs = {**load_config("rims_seq_mnist-small").model.kwargs, "dynamics": args.dynamics}
+    small = build("rims", input_size=1, **small_kwargs)  # the preset's model: pixel rounded to 0/1, embedded
     cases.append(("rims-small", small, torch.nn.LSTM(1, 115, batch_first=True), "LSTM(115), input 1"))
-    inputs = {"rims-small": torch.randn(B, T, 1)}
+    inputs = {"rims-small": torch.rand(B, T, 1)}  # pixels in [0, 1]
     chosen = args.cases.split(",")
     for name, ours, ref, ref_name in cases:
         if name not in chosen:
