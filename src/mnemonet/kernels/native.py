@@ -6,10 +6,11 @@ equations as loops over one batch row at a time (``dnc_access.py`` lists them), 
 
 The library is built from the C sources next to this module with the system C compiler (``$CC``, else
 ``cc``/``gcc``; plain C, no torch headers: about two seconds) into a cache folder (``$MNEMONET_CACHE_DIR``,
-else ``$XDG_CACHE_HOME/mnemonet`` or ``~/.cache/mnemonet``), named by a hash of the sources, the flags and
-the compiler, and written atomically (a temporary file, then a rename), so concurrent first uses are safe
-and later processes load it at once. Without a working compiler, or with ``MNEMONET_NATIVE=0`` in the
-environment, :func:`library` returns None and the torch kernels run; :func:`unavailable_reason` says why.
+else ``$XDG_CACHE_HOME/mnemonet`` or ``~/.cache/mnemonet``), named by a hash of the sources, the flags, the
+compiler and the CPU's features (``-march=native``), and written atomically (a temporary file, then a
+rename), so concurrent first uses are safe and later processes load it at once. Without a working
+compiler, or with ``MNEMONET_NATIVE=0`` in the environment, :func:`library` returns None and the torch
+kernels run; :func:`unavailable_reason` says why.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -60,6 +62,18 @@ def _compiler() -> str | None:
     return None
 
 
+def _cpu_signature() -> str:
+    """What ``-march=native`` compiled for: the machine and, on Linux, the CPU's feature flags (so a cache
+    folder shared between different CPUs never loads a library with instructions this one lacks)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()} {flags.strip()}"
+
+
 def _build() -> ctypes.CDLL:
     """Compile (unless cached) and load the library; raises OSError/RuntimeError on failure."""
     cc = _compiler()
@@ -69,7 +83,7 @@ def _build() -> ctypes.CDLL:
     for name in _SOURCES:
         digest.update((_DIR / name).read_bytes())
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
-    digest.update(" ".join((cc, version, *_FLAGS)).encode())
+    digest.update(" ".join((cc, version, *_FLAGS, _cpu_signature())).encode())
     folder = _cache_dir()
     target = folder / f"dnc_native-{digest.hexdigest()[:20]}.so"
     if not target.exists():
