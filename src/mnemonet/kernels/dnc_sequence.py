@@ -73,6 +73,14 @@ def _ends(last: Tensor | None, device: torch.device) -> dict[int, Tensor]:
     return out
 
 
+def _record_ends(finals: list[Tensor] | None, ends: dict[int, Tensor], t: int, state: tuple[Tensor, ...]) -> None:
+    """Copy ``state`` after step t into ``finals`` for the padded sequences whose last real step is t."""
+    if t in ends:
+        idx = ends[t]
+        for final, y in zip(finals, state, strict=True):  # type: ignore[arg-type]
+            final.index_copy_(0, idx, y.index_select(0, idx))
+
+
 class DNCSequence(torch.autograd.Function):
     """``(pre, W_hr, W_ξ, b_ξ, h0, c0, r0, M0, u0, L0, p0, w^r_0, w^w_0) -> (HR, h, c, r, M, u, L, p, w^r, w^w)``.
 
@@ -146,11 +154,7 @@ class DNCSequence(torch.autograd.Function):
             if keep:
                 steps.append((c, lstm_saved, saved))
             c = c_new
-            if t in ends:
-                idx = ends[t]
-                now = (h_out[t + 1], c, r_out[t + 1], M, u, L, p, wr, ww)
-                for final, y in zip(finals, now, strict=True):  # type: ignore[arg-type]
-                    final.index_copy_(0, idx, y.index_select(0, idx))
+            _record_ends(finals, ends, t, (h_out[t + 1], c, r_out[t + 1], M, u, L, p, wr, ww))
         if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
             finals = [y.clone() for y in (h_out[T], c, r_out[T], M, u, L, p, wr, ww)]
         lease = Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
@@ -298,10 +302,7 @@ def _forward_native(
         if keep:
             steps.append((c, lstm_saved))
         c = c_new
-        if t in ends:
-            idx = ends[t]
-            for final, y in zip(finals, (h_out[t + 1], c, r_out[t + 1], *views[k]), strict=True):  # type: ignore[arg-type]
-                final.index_copy_(0, idx, y.index_select(0, idx))
+        _record_ends(finals, ends, t, (h_out[t + 1], c, r_out[t + 1], *views[k]))
     if finals is None:  # fresh tensors: ctx must not hold outputs (a reference cycle), nor buffers share them
         finals = [y.clone() for y in (h_out[T], c, r_out[T], *views[(T - 1) % n_buf])]
     lease = Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx (or this frame) lets go
