@@ -242,3 +242,26 @@ def test_dropout_noise_statistics(p):
 def test_dropout_noise_rejects_a_bad_probability():
     with pytest.raises(ValueError, match="p: a dropout probability in"):
         dropout_noise([(2, 3)], 1.0, torch.empty(()))
+
+
+def test_small_loops_run_on_one_thread_and_restore_the_count(monkeypatch):
+    """The -small sizes' time loops run on one intra-op thread; the caller's thread count comes back after forward,
+    after backward, and after an error inside the loop."""
+    seen = []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda k: (seen.append(k), real_set(k)))
+    before = torch.get_num_threads()
+    real_set(2)
+    try:
+        model = build().train()
+        y, _ = model(torch.randn(2, 5, 3))
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        y.sum().backward()
+        assert seen == [1, 2, 1, 2] and torch.get_num_threads() == 2
+        monkeypatch.setattr(rims_sequence, "_forward_native", lambda *a: 1 / 0)
+        monkeypatch.setattr(rims_sequence, "_forward_torch", lambda *a: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            model(torch.randn(2, 5, 3))
+        assert torch.get_num_threads() == 2
+    finally:
+        real_set(before)

@@ -40,7 +40,7 @@ from torch.autograd.function import once_differentiable
 
 from mnemonet.kernels import native
 from mnemonet.kernels.lstm_step import GateGradViews, GateViews, lstm_cell_backward, lstm_cell_forward
-from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD_INTO
+from mnemonet.kernels.tricks import SIGMOID_BACKWARD, TANH_BACKWARD_INTO, StepThreads
 from mnemonet.kernels.tricks import per_step as _per_step
 from mnemonet.kernels.workspaces import Lease, Pool, release_workspaces, storage_bytes
 
@@ -244,6 +244,20 @@ def _forward_torch(
         torch.where(m, out.add_(h_dyn), h, out=buf.h[:, t + 1])  # where(m, h̃ + out, h)
 
 
+#: a step's matmuls below this many flops (2 n B hs (4 hs + d_k) for h [W_hh | W^q]) run on one intra-op thread
+SERIAL_BELOW_FLOPS = 8e6
+
+
+def _loop_threads(keys: Tensor, w_hq: Tensor) -> StepThreads:
+    """Intra-op threads for the time loops: one where a step's matmuls are small (the -small presets' sizes: two
+    threads split a `[64, 16] x [16, 80]` product per module at a loss, and each split waits for the slower
+    thread on a shared machine); otherwise unchanged (``StepThreads`` switched off)."""
+    n, hs, hq = w_hq.shape
+    threads = StepThreads(keys.device.type == "cpu")
+    threads.on = threads.on and 2 * n * keys.shape[1] * hs * hq < SERIAL_BELOW_FLOPS
+    return threads
+
+
 def _state_grad(g: Tensor | None, like: Tensor, shape: tuple[int, int, int]) -> Tensor:
     """A fresh contiguous `[n, B, hs]` copy of a final-state gradient `[B, n, hs]` (zeros for None): the loops
     update it in place."""
@@ -394,9 +408,15 @@ class RIMsSequence(torch.autograd.Function):
             value_noise = value_noise.contiguous()
         if fns is not None:
             keys = keys.contiguous()
-            _forward_native(fns, buf, keys, real, value_noise, bias, weights, p_all, active_all, options)
-        else:
-            _forward_torch(buf, views, keys, real, value_noise, bias, weights, p_all, active_all, options)
+        threads = _loop_threads(keys, w_hq)
+        try:
+            threads.one()
+            if fns is not None:
+                _forward_native(fns, buf, keys, real, value_noise, bias, weights, p_all, active_all, options)
+            else:
+                _forward_torch(buf, views, keys, real, value_noise, bias, weights, p_all, active_all, options)
+        finally:
+            threads.all()
         ctx.save_for_backward(keys, w_ih, w_hq, w_qkv, w_out, p_all, active_all, read_noise, value_noise)
         ctx.lease = Lease(_FORWARD_POOL, key, workspace, nbytes)  # back to the pool when ctx lets go
         ctx.buf, ctx.views, ctx.options = buf, views, options
@@ -430,15 +450,20 @@ class RIMsSequence(torch.autograd.Function):
         g_keys = keys.new_empty(T, B, dk)
         g_h, g_c = (_state_grad(g, keys, (n, B, hs)) for g in (g_hT, g_cT))  # (n, B, hs), contiguous, ours
         grads, weights = (g_hq_all, g_qkv_all, g_og_all, g_keys), (w_hq, w_qkv, w_out)
-        fns = _native(keys)
-        if fns is not None:
-            g_y = None if g_y is None else g_y.contiguous()
-            state = (g_h, g_c)
-            g_h, g_c = _backward_native(fns, buf, keys, g_y, state, noise, weights, p_all, active_all, grads, options)
-        else:
-            views = (gate_views, grad_views)
-            state = (g_h, g_c)
-            g_h, g_c = _backward_torch(buf, views, keys, g_y, state, noise, weights, p_all, active_all, grads, options)
+        fns, state = _native(keys), (g_h, g_c)
+        threads = _loop_threads(keys, w_hq)
+        try:
+            threads.one()
+            if fns is not None:
+                g_y = None if g_y is None else g_y.contiguous()
+                saved = (noise, weights, p_all, active_all)
+                g_h, g_c = _backward_native(fns, buf, keys, g_y, state, *saved, grads, options)
+            else:
+                views = (gate_views, grad_views)
+                saved = (noise, weights, p_all, active_all)
+                g_h, g_c = _backward_torch(buf, views, keys, g_y, state, *saved, grads, options)
+        finally:
+            threads.all()
         # weight gradients: one matmul over all T B rows
         h_prev = buf.h[:, :T].reshape(n, T * B, hs).transpose(1, 2)  # (n, hs, T B), a view
         g_w_hq = torch.bmm(h_prev, _rows(g_hq_all))
