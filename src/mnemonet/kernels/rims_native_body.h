@@ -80,15 +80,16 @@ void FN(rims_step_forward)(long n, long B, long hs, long dk, long K, long by_sco
 
 /* Eq. (7), the attention among modules: per row b and head, att = softmax(scale q k^T) over the n modules and
  * comm = att v. qkv [n][B][Hc (2 dc + dv)] (per head: q, k, v), att [B Hc][n][n], comm [n][B][Hc dv]. */
-void FN(rims_comm_forward)(long n, long B, long Hc, long dc, long dv, REAL scale, const REAL *restrict qkv,
-                           REAL *restrict att, REAL *restrict comm) {
+static inline __attribute__((always_inline)) void FN(comm_forward)(long n, long B, long Hc, const long dc, const long dv,
+                                                                   REAL scale, const REAL *restrict qkv,
+                                                                   REAL *restrict att, REAL *restrict comm) {
     const long E = 2 * dc + dv, F = Hc * E;
     for (long b = 0; b < B; b++) {
         for (long hd = 0; hd < Hc; hd++) {
-            REAL *A = att + (b * Hc + hd) * n * n;
+            REAL *A = att + (b * Hc + hd) * n * n; /* scores, shifted by each row's maximum, then softmax */
             for (long i = 0; i < n; i++) {
                 const REAL *q = qkv + (i * B + b) * F + hd * E;
-                REAL *Ai = A + i * n, mx = -INFINITY, sum = 0;
+                REAL *Ai = A + i * n, mx = -INFINITY;
                 for (long j = 0; j < n; j++) {
                     const REAL *kj = qkv + (j * B + b) * F + hd * E + dc;
                     REAL s = 0;
@@ -96,7 +97,12 @@ void FN(rims_comm_forward)(long n, long B, long Hc, long dc, long dv, REAL scale
                     Ai[j] = s * scale;
                     mx = Ai[j] > mx ? Ai[j] : mx;
                 }
-                for (long j = 0; j < n; j++) sum += (Ai[j] = EXP(Ai[j] - mx));
+                for (long j = 0; j < n; j++) Ai[j] -= mx;
+            }
+            for (long e = 0; e < n * n; e++) A[e] = EXP(A[e]); /* all rows at once: one vectorised loop */
+            for (long i = 0; i < n; i++) {
+                REAL *Ai = A + i * n, sum = 0;
+                for (long j = 0; j < n; j++) sum += Ai[j];
                 for (long j = 0; j < n; j++) Ai[j] /= sum;
                 REAL *out = comm + (i * B + b) * Hc * dv + hd * dv;
                 for (long e = 0; e < dv; e++) out[e] = 0;
@@ -107,6 +113,17 @@ void FN(rims_comm_forward)(long n, long B, long Hc, long dc, long dv, REAL scale
             }
         }
     }
+}
+
+void FN(rims_comm_forward)(long n, long B, long Hc, long dc, long dv, REAL scale, const REAL *restrict qkv,
+                           REAL *restrict att, REAL *restrict comm) {
+    /* the official sizes as constants: the loops over 16 or 32 entries then unroll into whole vectors */
+    if (dc == 16 && dv == 16)
+        FN(comm_forward)(n, B, Hc, 16, 16, scale, qkv, att, comm);
+    else if (dc == 32 && dv == 32)
+        FN(comm_forward)(n, B, Hc, 32, 32, scale, qkv, att, comm);
+    else
+        FN(comm_forward)(n, B, Hc, dc, dv, scale, qkv, att, comm);
 }
 
 /* Eq. (7), the output and the residual: act = [tanh(value ⊙ δ'), σ(gate)] from og = [value | gate] [n][B][2 hs],
@@ -172,8 +189,12 @@ void FN(rims_out_backward)(long n, long B, long hs, const REAL *restrict g_y, lo
 
 /* VJP of FN(rims_comm_forward): ∂L/∂qkv (module k's block at g_qkv + k gq_ms, [B][Hc (2 dc + dv)]) from
  * ∂L/∂comm [n][B][Hc dv], the saved attention and qkv. */
-void FN(rims_comm_backward)(long n, long B, long Hc, long dc, long dv, REAL scale, const REAL *restrict g_comm,
-                            const REAL *restrict att, const REAL *restrict qkv, REAL *restrict g_qkv, long gq_ms) {
+static inline __attribute__((always_inline)) void FN(comm_backward)(long n, long B, long Hc, const long dc,
+                                                                    const long dv, REAL scale,
+                                                                    const REAL *restrict g_comm,
+                                                                    const REAL *restrict att,
+                                                                    const REAL *restrict qkv,
+                                                                    REAL *restrict g_qkv, long gq_ms) {
     const long E = 2 * dc + dv, F = Hc * E;
     REAL gs[n * n];
     for (long b = 0; b < B; b++) {
@@ -206,6 +227,16 @@ void FN(rims_comm_backward)(long n, long B, long Hc, long dc, long dv, REAL scal
             }
         }
     }
+}
+
+void FN(rims_comm_backward)(long n, long B, long Hc, long dc, long dv, REAL scale, const REAL *restrict g_comm,
+                            const REAL *restrict att, const REAL *restrict qkv, REAL *restrict g_qkv, long gq_ms) {
+    if (dc == 16 && dv == 16)
+        FN(comm_backward)(n, B, Hc, 16, 16, scale, g_comm, att, qkv, g_qkv, gq_ms);
+    else if (dc == 32 && dv == 32)
+        FN(comm_backward)(n, B, Hc, 32, 32, scale, g_comm, att, qkv, g_qkv, gq_ms);
+    else
+        FN(comm_backward)(n, B, Hc, dc, dv, scale, g_comm, att, qkv, g_qkv, gq_ms);
 }
 
 /* VJP of FN(rims_step_forward) (after the communication's): from g_a and ∂L/∂offered [n][B][hs], the cell-state
