@@ -200,19 +200,23 @@ def _rows(x: Tensor) -> Tensor:
     return x.view(x.shape[0], -1, x.shape[-1])
 
 
-def _forward_torch(
-    buf: _Buffers,
-    views: list[GateViews],
-    keys: Tensor,
-    real: Tensor | None,
-    value_noise: Tensor | None,
-    bias: Tensor,
-    weights: tuple[Tensor, Tensor, Tensor, Tensor],
-    p_all: Tensor,
-    active_all: Tensor,
-    options: RIMsOptions,
-) -> None:
+class _ForwardLoop(NamedTuple):
+    """What the forward time loops read and write."""
+
+    buf: _Buffers  # written
+    keys: Tensor  # (T, B, d_k), scaled by 1/sqrt(d_k)
+    real: Tensor | None  # (T, B) bool
+    value_noise: Tensor | None  # δ' of the output value, (T, B, n, hs)
+    bias: Tensor  # (n, 4 hs)
+    weights: tuple[Tensor, Tensor, Tensor, Tensor]  # w_hq, w_qkv, w_out, b_out
+    p_all: Tensor  # written: attention on the input, (T, B, n)
+    active_all: Tensor  # written: the active sets, (T, B, n) bool
+    options: RIMsOptions
+
+
+def _forward_torch(loop: _ForwardLoop, views: list[GateViews]) -> None:
     """The forward time loop in torch ops (see the module docstring), writing ``buf``, ``p_all`` and ``active_all``."""
+    buf, keys, real, value_noise, bias, weights, p_all, active_all, options = loop
     w_hq, w_qkv, w_out, b_out = weights
     T, B, _ = keys.shape
     n, hs = w_hq.shape[0], w_hq.shape[1]
@@ -280,18 +284,7 @@ def _step_ptr(x: Tensor, t: int, axis: int = 0) -> int:
     return x.data_ptr() + t * x.stride(axis) * x.element_size()
 
 
-def _forward_native(
-    fns: dict[str, Any],
-    buf: _Buffers,
-    keys: Tensor,
-    real: Tensor | None,
-    value_noise: Tensor | None,
-    bias: Tensor,
-    weights: tuple[Tensor, Tensor, Tensor, Tensor],
-    p_all: Tensor,
-    active_all: Tensor,
-    options: RIMsOptions,
-) -> None:
+def _forward_native(fns: dict[str, Any], loop: _ForwardLoop) -> None:
     """:func:`_forward_torch` with each step's non-matmul parts in three C calls (``rims_native_body.h``).
 
     Per step: ``hq = h W_hq`` (torch), ``rims_step_forward`` (eqs. 2-6 and the offered state), ``qkv =
@@ -299,6 +292,7 @@ def _forward_native(
     (torch), ``rims_out_forward`` (the gated output and the residual). ``buf.gates`` is not written (the
     backward reads σ of the gates only).
     """
+    buf, keys, real, value_noise, bias, weights, p_all, active_all, options = loop
     w_hq, w_qkv, w_out, b_out = weights
     T, B, dk = keys.shape
     n, hs = w_hq.shape[0], w_hq.shape[1]
@@ -420,10 +414,11 @@ class RIMsSequence(torch.autograd.Function):
         threads = _loop_threads(keys, w_hq)
         try:
             threads.one()
+            loop = _ForwardLoop(buf, keys, real, value_noise, bias, weights, p_all, active_all, options)
             if fns is not None:
-                _forward_native(fns, buf, keys, real, value_noise, bias, weights, p_all, active_all, options)
+                _forward_native(fns, loop)
             else:
-                _forward_torch(buf, views, keys, real, value_noise, bias, weights, p_all, active_all, options)
+                _forward_torch(loop, views)
         finally:
             threads.all()
         ctx.save_for_backward(keys, w_ih, w_hq, w_qkv, w_out, p_all, active_all, read_noise, value_noise)
@@ -460,17 +455,15 @@ class RIMsSequence(torch.autograd.Function):
         g_h, g_c = (_state_grad(g, keys, (n, B, hs)) for g in (g_hT, g_cT))  # (n, B, hs), contiguous, ours
         grads, weights = (g_hq_all, g_qkv_all, g_og_all, g_keys), (w_hq, w_qkv, w_out)
         fns, state = _native(keys), (g_h, g_c)
+        loop = _BackwardLoop(buf, keys, noise, weights, p_all, active_all, grads, options)
         threads = _loop_threads(keys, w_hq)
         try:
             threads.one()
             if fns is not None:
                 g_y = None if g_y is None else g_y.contiguous()
-                saved = (noise, weights, p_all, active_all)
-                g_h, g_c = _backward_native(fns, buf, keys, g_y, state, *saved, grads, options)
+                g_h, g_c = _backward_native(fns, loop, g_y, state)
             else:
-                views = (gate_views, grad_views)
-                saved = (noise, weights, p_all, active_all)
-                g_h, g_c = _backward_torch(buf, views, keys, g_y, state, *saved, grads, options)
+                g_h, g_c = _backward_torch(loop, (gate_views, grad_views), g_y, state)
         finally:
             threads.all()
         # weight gradients: one matmul over all T B rows
@@ -508,22 +501,29 @@ class RIMsSequence(torch.autograd.Function):
         )
 
 
+class _BackwardLoop(NamedTuple):
+    """What the backward time loops read and write (besides the gradients they carry)."""
+
+    buf: _Buffers
+    keys: Tensor  # (T, B, d_k)
+    noise: Tensor | None  # δ' of the output value, (T, B, n, hs)
+    weights: tuple[Tensor, Tensor, Tensor]  # w_hq, w_qkv, w_out
+    p_all: Tensor  # (T, B, n)
+    active_all: Tensor  # (T, B, n) bool
+    grads: tuple[Tensor, Tensor, Tensor, Tensor]  # written: see _backward_torch
+    options: RIMsOptions
+
+
 def _backward_torch(
-    buf: _Buffers,
+    loop: _BackwardLoop,
     views: tuple[list[GateViews], list[GateGradViews]],
-    keys: Tensor,
     g_y: Tensor | None,
     state: tuple[Tensor, Tensor],
-    noise: Tensor | None,
-    weights: tuple[Tensor, Tensor, Tensor],
-    p_all: Tensor,
-    active_all: Tensor,
-    grads: tuple[Tensor, Tensor, Tensor, Tensor],
-    options: RIMsOptions,
 ) -> tuple[Tensor, Tensor]:
     """The backward time loop in torch ops: writes ``grads`` (∂L/∂[gates | input query] `[n, T, B, 4 hs + d_k]`,
     ∂L/∂qkv `[n, T, B, F]`, ∂L/∂[value, gate] `[T, n, B, 2 hs]`, ∂L/∂keys `[T, B, d_k]`) and returns
     (∂L/∂h_0, ∂L/∂c_0) `[n, B, hs]`."""
+    buf, keys, noise, weights, p_all, active_all, grads, options = loop
     g_h, g_c = state
     w_hq, w_qkv, w_out = weights
     g_hq_all, g_qkv_all, g_og_all, g_keys = grads
@@ -590,17 +590,7 @@ def _backward_torch(
 
 
 def _backward_native(
-    fns: dict[str, Any],
-    buf: _Buffers,
-    keys: Tensor,
-    g_y: Tensor | None,
-    state: tuple[Tensor, Tensor],
-    noise: Tensor | None,
-    weights: tuple[Tensor, Tensor, Tensor],
-    p_all: Tensor,
-    active_all: Tensor,
-    grads: tuple[Tensor, Tensor, Tensor, Tensor],
-    options: RIMsOptions,
+    fns: dict[str, Any], loop: _BackwardLoop, g_y: Tensor | None, state: tuple[Tensor, Tensor]
 ) -> tuple[Tensor, Tensor]:
     """:func:`_backward_torch` with each step's non-matmul parts in three C calls (``rims_native_body.h``).
 
@@ -608,6 +598,7 @@ def _backward_native(
     ``∂offered = ∂qkv W_qkv^T`` (torch), ``rims_step_backward``, ``∂h_{t−1} += ∂[gates | q] [W_hq]^T`` (torch).
     ``g_h`` and ``g_c`` must be contiguous `[n, B, hs]` (``g_c`` is updated in place).
     """
+    buf, keys, noise, weights, p_all, active_all, grads, options = loop
     g_h, g_c = state
     w_hq, w_qkv, w_out = weights
     g_hq_all, g_qkv_all, g_og_all, g_keys = grads
