@@ -7,12 +7,16 @@
 
 #define REAL float
 #define FN(name) name##_f32
+#define TANH_C(x) FN(tanh_by_sigmoid)(x)
 #include "dnc_native_body.h"
 #undef REAL
 #undef FN
+#undef TANH_C
 
 #define REAL double
 #define FN(name) name##_f64
+#define TANH_C(x) tanh(x)
 #include "dnc_native_body.h"
 #undef REAL
 #undef FN
+#undef TANH_C

@@ -457,3 +457,51 @@ void FN(dnc_access_backward)(
         }
     }
 }
+
+/* The LSTM controller's pointwise step (torch's equations, gate order i, f, g, o), one call per time step:
+ *   a = mm + pre,  c_t = σ(a_f) ⊙ c_{t−1} + σ(a_i) ⊙ tanh(a_g),  h_t = σ(a_o) ⊙ tanh(c_t).
+ * mm, pre [B][4H] (mm = [h_{t−1}; r_{t−1}] W_hr^T, pre = W_ih^(x) x_t + b); c [B][H]; h_t goes to a row stride.
+ * act [B][4H] keeps σ(a_i), σ(a_f), tanh(a_g), σ(a_o) and tc [B][H] tanh(c_t) for the backward. tanh(a_g) is
+ * 2 σ(2 a_g) − 1 (as kernels/lstm_step.py computes it); tanh(c_t) is TANH_C (dnc_native.c: the same in float32,
+ * libm's tanh in float64, where the tests compare with torch's tanh to the last bits). */
+static inline REAL FN(tanh_by_sigmoid)(REAL x) { return 2 * FN(sigmoid)(2 * x) - 1; }
+
+void FN(dnc_lstm_forward)(
+    long B, long H, const REAL* mm, const REAL* pre, const REAL* c, REAL* c_new, REAL* h, long h_stride, REAL* act,
+    REAL* tc) {
+    for (long b = 0; b < B; b++) {
+        const REAL *mb = mm + b * 4 * H, *pb = pre + b * 4 * H, *cb = c + b * H;
+        REAL *ab = act + b * 4 * H, *cnb = c_new + b * H, *hb = h + b * h_stride, *tb = tc + b * H;
+        for (long j = 0; j < 4 * H; j++) ab[j] = mb[j] + pb[j];
+        for (long j = 0; j < 2 * H; j++) ab[j] = FN(sigmoid)(ab[j]);
+        for (long j = 2 * H; j < 3 * H; j++) ab[j] = FN(tanh_by_sigmoid)(ab[j]);
+        for (long j = 3 * H; j < 4 * H; j++) ab[j] = FN(sigmoid)(ab[j]);
+        const REAL *i = ab, *f = ab + H, *g = ab + 2 * H, *o = ab + 3 * H;
+        for (long j = 0; j < H; j++) {
+            cnb[j] = f[j] * cb[j] + i[j] * g[j];
+            tb[j] = TANH_C(cnb[j]);
+            hb[j] = o[j] * tb[j];
+        }
+    }
+}
+
+/* The VJP of dnc_lstm_forward: ∂L/∂a_t into g_gates [B][4H] from ∂L/∂h_t (at a row stride) and ∂L/∂c_t (g_c,
+ * replaced by ∂L/∂c_{t−1}); c [B][H] is c_{t−1}. */
+void FN(dnc_lstm_backward)(
+    long B, long H, const REAL* act, const REAL* tc, const REAL* c, const REAL* g_h, long g_h_stride, REAL* g_c,
+    REAL* g_gates) {
+    const REAL one = 1;
+    for (long b = 0; b < B; b++) {
+        const REAL *ab = act + b * 4 * H, *tb = tc + b * H, *cb = c + b * H, *gh = g_h + b * g_h_stride;
+        const REAL *i = ab, *f = ab + H, *g = ab + 2 * H, *o = ab + 3 * H;
+        REAL *gc = g_c + b * H, *ga = g_gates + b * 4 * H;
+        for (long j = 0; j < H; j++) {
+            REAL gct = gh[j] * o[j] * (one - tb[j] * tb[j]) + gc[j];  /* through h = o tanh(c_t), plus the carry */
+            ga[j] = gct * g[j] * i[j] * (one - i[j]);
+            ga[H + j] = gct * cb[j] * f[j] * (one - f[j]);
+            ga[2 * H + j] = gct * i[j] * (one - g[j] * g[j]);
+            ga[3 * H + j] = gh[j] * tb[j] * o[j] * (one - o[j]);
+            gc[j] = gct * f[j];
+        }
+    }
+}

@@ -40,6 +40,8 @@ _SIGNATURES = {
     "dnc_access_forward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L, _P, _P, _P, _P], None),
     "dnc_argsort": ([_P, _P, _P, _P, _L], None),
     "dnc_access_backward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L] + [_P] * 6 + [_P, _L, _P], None),
+    "dnc_lstm_forward": ([_L] * 2 + [_P] * 5 + [_L, _P, _P], None),
+    "dnc_lstm_backward": ([_L] * 2 + [_P] * 4 + [_L, _P, _P], None),
 }
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
