@@ -51,13 +51,13 @@ long FN(dnc_saved_size)(long N, long W, long R) { return FN(layout)(N, W, R).siz
  * gq [(R+1) W]; gpi [3R]; gsg [W+R+2]; gv [W]; two columns [R] */
 long FN(dnc_work_size)(long N, long W, long R) { return 5 * R * N + 6 * N + (R + 1) * W + 5 * R + (W + R + 2) + W; }
 
-static inline REAL FN(sigmoid)(REAL x) { return (REAL)1 / ((REAL)1 + exp(-x)); }
+static inline REAL FN(sigmoid)(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 
 /* softmax of n values in place (max subtracted, as torch does) */
 static void FN(softmax)(REAL* x, long n) {
     REAL mx = x[0], s = 0;
     for (long i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (long i = 0; i < n; i++) { x[i] = exp(x[i] - mx); s += x[i]; }
+    for (long i = 0; i < n; i++) { x[i] = EXP(x[i] - mx); s += x[i]; }
     for (long i = 0; i < n; i++) x[i] /= s;
 }
 
@@ -467,8 +467,8 @@ void FN(dnc_access_backward)(
 static inline REAL FN(tanh_by_sigmoid)(REAL x) { return 2 * FN(sigmoid)(2 * x) - 1; }
 
 void FN(dnc_lstm_forward)(
-    long B, long H, const REAL* mm, const REAL* pre, const REAL* c, REAL* c_new, REAL* h, long h_stride, REAL* act,
-    REAL* tc) {
+    long B, long H, const REAL* restrict mm, const REAL* restrict pre, const REAL* restrict c, REAL* restrict c_new,
+    REAL* restrict h, long h_stride, REAL* restrict act, REAL* restrict tc) {
     for (long b = 0; b < B; b++) {
         const REAL *mb = mm + b * 4 * H, *pb = pre + b * 4 * H, *cb = c + b * H;
         REAL *ab = act + b * 4 * H, *cnb = c_new + b * H, *hb = h + b * h_stride, *tb = tc + b * H;
@@ -488,8 +488,8 @@ void FN(dnc_lstm_forward)(
 /* The VJP of dnc_lstm_forward: ∂L/∂a_t into g_gates [B][4H] from ∂L/∂h_t (at a row stride) and ∂L/∂c_t (g_c,
  * replaced by ∂L/∂c_{t−1}); c [B][H] is c_{t−1}. */
 void FN(dnc_lstm_backward)(
-    long B, long H, const REAL* act, const REAL* tc, const REAL* c, const REAL* g_h, long g_h_stride, REAL* g_c,
-    REAL* g_gates) {
+    long B, long H, const REAL* restrict act, const REAL* restrict tc, const REAL* restrict c,
+    const REAL* restrict g_h, long g_h_stride, REAL* restrict g_c, REAL* restrict g_gates) {
     const REAL one = 1;
     for (long b = 0; b < B; b++) {
         const REAL *ab = act + b * 4 * H, *tb = tc + b * H, *cb = c + b * H, *gh = g_h + b * g_h_stride;
