@@ -53,6 +53,18 @@ long FN(dnc_work_size)(long N, long W, long R) { return 5 * R * N + 6 * N + (R +
 
 static inline REAL FN(sigmoid)(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 
+/* ask for n REALs from p to be brought into cache (for writing if write): the next batch row's stored states are
+ * far away (the sequence's states outgrow L2), and the loads or stores of this row hide the wait */
+static void FN(prefetch)(const REAL* p, long n, int write) {
+    const char* c = (const char*)p;
+    for (long off = 0; off < n * (long)sizeof(REAL); off += 64) {
+        if (write)
+            __builtin_prefetch(c + off, 1, 3);
+        else
+            __builtin_prefetch(c + off, 0, 3);
+    }
+}
+
 /* softmax of n values in place (max subtracted, as torch does) */
 static void FN(softmax)(REAL* x, long n) {
     REAL mx = x[0], s = 0;
@@ -72,6 +84,28 @@ static void FN(acc_rows)(REAL* restrict out, const REAL* restrict A, long lda, c
     for (; i < rows; i++) {
         const REAL *a = A + i * lda, ci = c[i];
         for (long j = 0; j < n; j++) out[j] += ci * a[j];
+    }
+}
+
+/* out[i] = Σ_j A[i][j] x[j] (row stride lda), four rows per pass over x: four independent sums to reduce at once */
+static void FN(dot_rows)(REAL* restrict out, const REAL* restrict A, long lda, const REAL* restrict x, long rows, long n) {
+    long i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const REAL *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        REAL d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        for (long j = 0; j < n; j++) {
+            d0 += a0[j] * x[j];
+            d1 += a1[j] * x[j];
+            d2 += a2[j] * x[j];
+            d3 += a3[j] * x[j];
+        }
+        out[i] = d0, out[i + 1] = d1, out[i + 2] = d2, out[i + 3] = d3;
+    }
+    for (; i < rows; i++) {
+        const REAL* a = A + i * lda;
+        REAL d = 0;
+        for (long j = 0; j < n; j++) d += a[j] * x[j];
+        out[i] = d;
     }
 }
 
@@ -215,11 +249,9 @@ void FN(dnc_access_forward)(
         }
         for (long h = 0; h < R; h++) {
             const REAL* qh = q + h * W;
+            FN(dot_rows)(z_r + h * N, Mnb, W, qh, N, W);
             for (long i = 0; i < N; i++) {
-                const REAL* row = Mnb + i * W;
-                REAL d = 0;
-                for (long w = 0; w < W; w++) d += qh[w] * row[w];
-                z_r[h * N + i] = d * mn_inv[i];
+                z_r[h * N + i] *= mn_inv[i];
                 c_r[h * N + i] = z_r[h * N + i];
             }
             FN(softmax)(c_r + h * N, N);
@@ -231,12 +263,7 @@ void FN(dnc_access_forward)(
             REAL* bh = bwd + h * N;
             for (long j = 0; j < N; j++) bh[j] = 0;
             FN(acc_rows)(bh, Lnb, N, wp, N, N);
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Lnb + i * N;
-                REAL d = 0;
-                for (long j = 0; j < N; j++) d += row[j] * wp[j];
-                fwd[h * N + i] = d;
-            }
+            FN(dot_rows)(fwd + h * N, Lnb, N, wp, N, N);
             REAL p0 = pi[3 * h], p1 = pi[3 * h + 1], p2 = pi[3 * h + 2];
             REAL* wh = wrb + h * N;
             for (long i = 0; i < N; i++) wh[i] = p0 * bh[i] + p1 * c_r[h * N + i] + p2 * fwd[h * N + i];
@@ -276,16 +303,16 @@ void FN(dnc_access_backward)(
         const REAL keep_p = S[lay.keep_p], *mn_inv = S + lay.mn_inv, *z_r = S + lay.z_r, *c_r = S + lay.c_r;
         const REAL *fwd = S + lay.fwd, *bwd = S + lay.bwd, *e = sg, *f = sg + W, ga = sg[W + R], gw = sg[W + R + 1];
         const REAL* q_w = q + R * W;
+        if (b + 1 < B) {  /* the next row's step t − 1 state and saved intermediates */
+            FN(prefetch)(Lb + N * N, N * N, 0);
+            FN(prefetch)(Mb + N * W, N * W, 0);
+            FN(prefetch)(S + lay.size, lay.size, 0);
+        }
 
         /* r = w^r M_t */
         for (long h = 0; h < R; h++) {
-            const REAL* gr = grb + h * W;
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Mnb + i * W;
-                REAL d = 0;
-                for (long w = 0; w < W; w++) d += gr[w] * row[w];
-                gwr_l[h * N + i] = gwrb[h * N + i] + d;
-            }
+            FN(dot_rows)(gwr_l + h * N, Mnb, W, grb + h * W, N, W);
+            for (long i = 0; i < N; i++) gwr_l[h * N + i] += gwrb[h * N + i];
         }
         for (long i = 0; i < N; i++) {
             for (long h = 0; h < R; h++) col[h] = wrb[h * N + i];
@@ -316,14 +343,8 @@ void FN(dnc_access_backward)(
         for (long h = 0; h < R; h++) {
             REAL* out = gwrp + h * N;
             const REAL* gb = gbwd + h * N;
-            for (long j = 0; j < N; j++) out[j] = 0;
+            FN(dot_rows)(out, Lnb, N, gb, N, N);
             FN(acc_rows)(out, Lnb, N, gfwd + h * N, N, N);
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Lnb + i * N;
-                REAL d = 0;
-                for (long j = 0; j < N; j++) d += gb[j] * row[j];
-                out[i] += d;
-            }
         }
         /* c^r = softmax(β^r cosine(k^r, M_t)) */
         for (long i = 0; i < N; i++) gminv[i] = 0;

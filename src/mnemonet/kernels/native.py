@@ -31,7 +31,7 @@ _DIR = Path(__file__).parent
 _SOURCES = ("dnc_native.c", "dnc_native_body.h")
 # reassociation lets sums vectorize (results agree to rounding, as torch's own kernels do); NaN and inf stay IEEE
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11", "-fno-math-errno", "-fno-signed-zeros")
-_FLAGS += ("-fno-trapping-math", "-fassociative-math")
+_FLAGS += ("-fno-trapping-math", "-fassociative-math", "-ffp-contract=fast")  # a·b + c as one FMA where the CPU has it
 _P, _L = ctypes.c_void_p, ctypes.c_long
 #: argument types of the exported functions (dnc_native_body.h), per name without the precision suffix
 _SIGNATURES = {
