@@ -53,16 +53,11 @@ long FN(dnc_work_size)(long N, long W, long R) { return 5 * R * N + 6 * N + (R +
 
 static inline REAL FN(sigmoid)(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 
-/* ask for n REALs from p to be brought into cache (for writing if write): the next batch row's stored states are
- * far away (the sequence's states outgrow L2), and the loads or stores of this row hide the wait */
-static void FN(prefetch)(const REAL* p, long n, int write) {
+/* ask for the n REALs from p to be brought into cache: the backward's stored states of step t − 1 are far away (a
+ * sequence's states outgrow L2), and the work on one batch row hides the wait for the next one's */
+static inline void FN(prefetch)(const REAL* p, long n) {
     const char* c = (const char*)p;
-    for (long off = 0; off < n * (long)sizeof(REAL); off += 64) {
-        if (write)
-            __builtin_prefetch(c + off, 1, 3);
-        else
-            __builtin_prefetch(c + off, 0, 3);
-    }
+    for (long off = 0; off < n * (long)sizeof(REAL); off += 64) __builtin_prefetch(c + off, 0, 3);
 }
 
 /* softmax of n values in place (max subtracted, as torch does) */
@@ -303,11 +298,8 @@ void FN(dnc_access_backward)(
         const REAL keep_p = S[lay.keep_p], *mn_inv = S + lay.mn_inv, *z_r = S + lay.z_r, *c_r = S + lay.c_r;
         const REAL *fwd = S + lay.fwd, *bwd = S + lay.bwd, *e = sg, *f = sg + W, ga = sg[W + R], gw = sg[W + R + 1];
         const REAL* q_w = q + R * W;
-        if (b + 1 < B) {  /* the next row's step t − 1 state and saved intermediates */
-            FN(prefetch)(Lb + N * N, N * N, 0);
-            FN(prefetch)(Mb + N * W, N * W, 0);
-            FN(prefetch)(S + lay.size, lay.size, 0);
-        }
+        /* the next batch row's step t − 1 state and saved intermediates, a slot at a time below */
+        const long s_chunk = (lay.size + N - 1) / N, next = b + 1 < B;
 
         /* r = w^r M_t */
         for (long h = 0; h < R; h++) {
@@ -317,6 +309,11 @@ void FN(dnc_access_backward)(
         for (long i = 0; i < N; i++) {
             for (long h = 0; h < R; h++) col[h] = wrb[h * N + i];
             FN(acc_rows)(gMb + i * W, grb, W, col, R, W);
+            if (next) {
+                FN(prefetch)(Lb + N * N + i * N, N);
+                FN(prefetch)(Mb + N * W + i * W, W);
+                FN(prefetch)(S + lay.size + i * s_chunk, s_chunk);
+            }
         }
         /* w^r = π_b b + π_c c + π_f f (gdot holds ∂L/∂c^r for now) */
         for (long h = 0; h < R; h++) {
