@@ -127,3 +127,12 @@ def test_workspaces_of_both_kernels_are_kept_apart(monkeypatch):
             ys.append(model(x)[0].detach())
     for y in ys[1:]:
         torch.testing.assert_close(y, ys[0])
+
+
+@needs_native
+def test_huge_page_advice_keeps_the_contents():
+    x = torch.arange(3 << 20, dtype=torch.float32)  # 12 MiB: several whole 2 MiB pages inside
+    expected = x.clone()
+    native.advise_huge(x)
+    assert torch.equal(x, expected)
+    assert native.library().dnc_advise_huge(x.data_ptr(), 100) == -1  # no whole 2 MiB page inside: nothing asked

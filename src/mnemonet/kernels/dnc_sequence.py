@@ -280,6 +280,8 @@ def _forward_native(
         ptrs = [_pointers(XI), list(zip(*(_pointers(s) for s in states), strict=True)), _pointers(saved)]
         ptrs += [_pointers(phi), tmp.data_ptr(), _pointers(act), _pointers(cs), _pointers(tc)]
         views = list(zip(*(s.unbind(0) for s in states), strict=True))  # the state after each step
+        for x in (*states, saved):  # tens of MiB written once per step: huge pages spare the TLB misses
+            native.advise_huge(x)
         nbytes = storage_bytes(XI, *states, saved, phi, mm, act, cs, tc)
         return XI, states, saved, phi, tmp, mm, act, cs, tc, ptrs, views, XI.unbind(0), cs.unbind(0), nbytes
 

@@ -102,6 +102,7 @@ def _build() -> ctypes.CDLL:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     lib = ctypes.CDLL(str(target))
+    lib.dnc_advise_huge.argtypes, lib.dnc_advise_huge.restype = [_P, _L], ctypes.c_int
     for suffix in _SUFFIX.values():
         for name, (args, result) in _SIGNATURES.items():
             fn = getattr(lib, f"{name}_{suffix}")
@@ -127,6 +128,13 @@ def library() -> ctypes.CDLL | None:
 def unavailable_reason() -> str | None:
     """Why :func:`library` is None (None while it loads, or before its first call)."""
     return _reason
+
+
+def advise_huge(x: torch.Tensor) -> None:
+    """Ask the kernel to back ``x``'s storage with huge pages (see ``dnc_advise_huge``); a no-op without the library."""
+    lib = library()
+    if lib is not None and x.device.type == "cpu":
+        lib.dnc_advise_huge(x.data_ptr(), x.untyped_storage().nbytes())
 
 
 def functions(dtype: torch.dtype) -> dict[str, ctypes._CFuncPtr] | None:  # type: ignore[name-defined]
