@@ -10,10 +10,10 @@ Targets (B = 64, T = 64, CPU):
   embedded in 16 dimensions, 6 modules x 16 units, k = 4) within 4x the ``torch.nn.LSTM`` of about the same
   number of parameters (115 units on the pixel).
 
-Measured here with RIMs' whole-sequence kernel (``kernels/rims_sequence.py``; rims-small then had a 16-wide
-linear encoder), machine shared (load 5-10), ratios at --threads 1 / 2: RIMs 1.46x / 2.10x (met at 1 thread
-only), rims-small 5.34x / 11.3x (missed; 7.5x before the kernel), BRIMs 2.20x at 1 thread (no kernel).
-docs/rims_differences.md ("Speed") says where the small model's time goes.
+Measured here with RIMs' whole-sequence kernel and its C step (``kernels/rims_sequence.py``,
+``kernels/rims_native_body.h``) on a quiet machine, ratios at --threads 1 / 2 (--repeats 10): RIMs 1.08x / 1.19x,
+BRIMs 2 layers 1.81x / 2.45x (no kernel), rims-small 2.50x / 3.60x; all met. Before the C step: RIMs 1.36x /
+1.82x, rims-small 5.08x / 6.88x. docs/rims_differences.md ("Speed") says what made the difference.
 
     python benchmarks/bench_rims.py [--threads N] [--repeats R] [--input-size D] [--dynamics lstm|gru]
         [--cases rims,brims,rims-small]

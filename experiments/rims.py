@@ -369,6 +369,9 @@ Issue 12's evidence, regenerated with the official defaults (value size 4 x modu
 attention outputs, gated-tanh communication, inactive modules offering their would-be update, official init;
 BRIMs with 4 input heads) and the official input path, which cannot tie with the null input (an embedding
 in front of RIMs/BRIMs and of the LSTM). Three seeds per arm, one torch thread, runs one after the other.
+The runs below drew their dropout masks with `F.dropout`; RIMs and BRIMs now draw them with a counter-based
+hash (`kernels/rims_sequence.py: dropout_noise`, the same distribution, docs/rims_differences.md), so a
+rerun of a seed gives other masks, and so other numbers for that seed.
 
 Regenerate (≈{total_seconds / 60:.0f} min of training and testing{" the digits" if kept else ""} on this machine;
 finished runs are skipped; `--report` rewrites this page from finished runs only; `--only digits` trains

@@ -4,7 +4,7 @@ This package sits below ``models`` (it imports nothing from it): oneDNN matmuls 
 recurrence with a hand-written backward (:mod:`.bn_lstm`), the DNC's fused memory step (:mod:`.dnc_access`;
 in C, built once with the system compiler, in :mod:`.native`), fused LSTM step (:mod:`.lstm_step`),
 whole-sequence node (:mod:`.dnc_sequence`) and its workspaces (:mod:`.workspaces`), the whole RIMs sequence as
-one node (:mod:`.rims_sequence`), weights
+one node (:mod:`.rims_sequence`, its step's non-matmul parts in C where :mod:`.native` builds), weights
 whose gradient is formed once per sequence (:mod:`.time_shared`) and the tricks they share (:mod:`.tricks`).
 ``tests/kernels`` proves each equal to the readable path, values and gradients.
 

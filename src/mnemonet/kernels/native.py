@@ -3,6 +3,8 @@
 The DNC's memory step costs about 150 small tensor operations per time step in torch, forward and backward;
 on a CPU their per-operation overhead, not the arithmetic, sets the speed. ``dnc_native.c`` runs the same
 equations as loops over one batch row at a time (``dnc_access.py`` lists them), in float32 and float64.
+``rims_native.c`` does the same for the parts of a RIMs step between its matmuls (``rims_sequence.py``) and
+draws its dropout noise. Both are compiled into one library.
 
 The library is built from the C sources next to this module with the system C compiler (``$CC``, else
 ``cc``/``gcc``; plain C, no torch headers: about two seconds) into a cache folder (``$MNEMONET_CACHE_DIR``,
@@ -28,11 +30,13 @@ import torch
 
 _ENV = "MNEMONET_NATIVE"
 _DIR = Path(__file__).parent
-_SOURCES = ("dnc_native.c", "dnc_native_body.h")
+_SOURCES = ("dnc_native.c", "dnc_native_body.h", "rims_native.c", "rims_native_body.h")
+_UNITS = ("dnc_native.c", "rims_native.c")  # compiled into one library
 # reassociation lets sums vectorize (results agree to rounding, as torch's own kernels do); NaN and inf stay IEEE
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11", "-fno-math-errno", "-fno-signed-zeros")
-_FLAGS += ("-fno-trapping-math", "-fassociative-math", "-ffp-contract=fast")  # a·b + c as one FMA where the CPU has it
+_FLAGS += ("-fno-trapping-math", "-fassociative-math")
 _P, _L = ctypes.c_void_p, ctypes.c_long
+_R = ctypes.c_double  # stands for a REAL scalar argument: c_float or c_double per precision (_build)
 #: argument types of the exported functions (dnc_native_body.h), per name without the precision suffix
 _SIGNATURES = {
     "dnc_saved_size": ([_L] * 3, _L),
@@ -42,6 +46,14 @@ _SIGNATURES = {
     "dnc_access_backward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L] + [_P] * 6 + [_P, _L, _P], None),
     "dnc_lstm_forward": ([_L] * 2 + [_P] * 5 + [_L, _P, _P], None),
     "dnc_lstm_backward": ([_L] * 2 + [_P] * 4 + [_L, _P, _P], None),
+    # rims_native_body.h: (dims...) then (pointer, module stride) pairs as there
+    "rims_step_forward": ([_L] * 7 + [_P, _P, _P, _L, _P, _P, _L] + [_P] * 9 + [_L, _P, _P, _L], None),
+    "rims_comm_forward": ([_L] * 5 + [_R, _P, _P, _P], None),
+    "rims_out_forward": ([_L] * 3 + [_P] * 4 + [_L, _P, _L, _P, _P, _L], None),
+    "rims_out_backward": ([_L] * 3 + [_P, _L] + [_P] * 6, None),
+    "rims_comm_backward": ([_L] * 5 + [_R] + [_P] * 4 + [_L], None),
+    "rims_step_backward": ([_L] * 5 + [_P] * 10 + [_L, _P, _P, _P, _P, _L, _P], None),
+    "rims_dropout_noise": ([_L] * 5 + [_R, _P], None),
 }
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
@@ -93,7 +105,7 @@ def _build() -> ctypes.CDLL:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
         os.close(fd)
         try:
-            cmd = [cc, *_FLAGS, "-o", tmp, str(_DIR / "dnc_native.c"), "-lm"]
+            cmd = [cc, *_FLAGS, "-o", tmp, *(str(_DIR / unit) for unit in _UNITS), "-lm"]
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
             if out.returncode != 0:
                 raise RuntimeError(f"{cc} failed: {out.stderr.strip()[-500:]}")
@@ -103,10 +115,11 @@ def _build() -> ctypes.CDLL:
                 os.unlink(tmp)
     lib = ctypes.CDLL(str(target))
     lib.dnc_advise_huge.argtypes, lib.dnc_advise_huge.restype = [_P, _L], ctypes.c_int
-    for suffix in _SUFFIX.values():
+    for dtype, suffix in _SUFFIX.items():
+        real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
         for name, (args, result) in _SIGNATURES.items():
             fn = getattr(lib, f"{name}_{suffix}")
-            fn.argtypes, fn.restype = args, result
+            fn.argtypes, fn.restype = [real if a is _R else a for a in args], result
     return lib
 
 

@@ -21,6 +21,7 @@ the state of one layer (``output_layer``, default the top).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -185,8 +186,11 @@ class BRIMsCell(Cell):
         values = self.top_down_value[layer](d).unflatten(-1, (cell.input_heads, cell.input_value_size))  # (B, H, dv)
         return keys, values
 
-    def _step(self, keys0: Tensor, values0: Tensor, state: BRIMsState) -> tuple[Tensor, BRIMsState, Tensor]:
-        """All layers for one step, given the bottom-up keys/values of layer 0 (`[B, H, d]`).
+    def _step(
+        self, keys0: Tensor, values0: Tensor, state: BRIMsState, noise: tuple | None = None
+    ) -> tuple[Tensor, BRIMsState, Tensor]:
+        """All layers for one step, given the bottom-up keys/values of layer 0 (`[B, H, d]`) and each layer's
+        dropout noise for the step (``noise[i]``, see :meth:`RIMsCell.dropout_noise`; None: ``F.dropout``).
 
         Returns the output `[B, output_size]`, the next state and the `[B, L, n_max]` active mask.
         """
@@ -202,26 +206,35 @@ class BRIMsCell(Cell):
                 v_all = torch.stack([values, td_values], 1)  # (B, 2, H, d_v)
             else:
                 k_all, v_all = keys.unsqueeze(1), values.unsqueeze(1)  # (B, 1, H, d): bottom-up only
-            out, s = layer.step_projected(k_all, v_all, state[i])
+            out, s = layer.step_projected(k_all, v_all, state[i], None if noise is None else noise[i])
             new.append(s)
             actives.append(out.active)
         n_max = max(self.num_modules)
         active = torch.stack([F.pad(a, (0, n_max - a.shape[1])) for a in actives], 1)  # (B, L, n_max)
         return new[self.output_layer].h.flatten(1), tuple(new), active
 
-    def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
-        """Layer 0's bottom-up keys and values for all T steps at once: T pairs `[B, H, d]`."""
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor, Any]]:
+        """Layer 0's bottom-up keys and values for all T steps at once, and every layer's dropout noise for all
+        steps (:meth:`RIMsCell.dropout_noise`, drawn layer by layer): T triples (`[B, H, d]`, `[B, H, d]`,
+        per-layer noise or None)."""
         keys, values = self.layers[0].project_inputs(x)  # (B, T, H, d)
-        return list(zip(keys.unbind(1), values.unbind(1), strict=True))
+        B, T = x.shape[0], x.shape[1]
+        drawn = [layer.dropout_noise(B, T, keys) for layer in self.layers]
+        per_step = [
+            [None] * T if noise is None else list(zip(noise[0].unbind(0), noise[1].unbind(0), strict=True))
+            for noise in drawn
+        ]
+        noises = list(zip(*per_step, strict=True))  # T tuples of one entry per layer
+        return list(zip(keys.unbind(1), values.unbind(1), noises, strict=True))
 
     def step(self, p_t, state, t=0, mask=None):
         """All layers for step t from layer 0's prepared keys and values."""
-        y, new, _ = self._step(*p_t, state)
+        y, new, _ = self._step(p_t[0], p_t[1], state, p_t[2])
         return y, new
 
     def trace_step(self, p_t, state, t=0, mask=None):
         """``step`` plus ``active``: `[B, L, n_max]` bool, the modules selected in each layer."""
-        y, new, active = self._step(*p_t, state)
+        y, new, active = self._step(p_t[0], p_t[1], state, p_t[2])
         return y, new, {"active": active}
 
     def forward(self, x_t, state, t=0, mask=None):

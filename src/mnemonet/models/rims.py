@@ -30,7 +30,7 @@ difference that remains and the option that switches it.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from mnemonet import kernels
 from mnemonet._checks import check_choice, check_positive, check_tensor
-from mnemonet.kernels.rims_sequence import RIMsOptions, rims_sequence
+from mnemonet.kernels.rims_sequence import RIMsOptions, dropout_noise, rims_sequence
 from mnemonet.models.base import Cell
 from mnemonet.models.grouped import GroupedGRUCell, GroupedLinear, GroupedLSTMCell, grouped_matmul
 from mnemonet.models.recurrent import Recurrent, padding_mask
@@ -424,7 +424,11 @@ class RIMsCell(Cell):
         return keys, values
 
     def step_projected(
-        self, keys: Tensor, values: Tensor, state: RIMsState | RIMsGRUState
+        self,
+        keys: Tensor,
+        values: Tensor,
+        state: RIMsState | RIMsGRUState,
+        noise: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[RIMsStep, RIMsState | RIMsGRUState]:
         """Eqs. (2)-(7) given the keys and values of M input sources (M = 1 for RIMs; BRIMs adds top-down).
 
@@ -432,6 +436,8 @@ class RIMsCell(Cell):
             keys: `[B, M, H, d_k]` keys of the input sources (eq. 1).
             values: `[B, M, H, d_v]` values of the input sources.
             state: the previous state, leaves `[B, n, module_size]`.
+            noise: the ``dropout`` noise of the read `[B, n, H d_v]` and of the output `[B, n, hs]`
+                (:meth:`dropout_noise`), or None to draw it here with ``F.dropout`` (in training).
 
         Returns:
             ``(RIMsStep(y, active, null_attention), next_state)``.
@@ -456,7 +462,8 @@ class RIMsCell(Cell):
             active = top_k_mask(torch.logsumexp(scores.detach(), -1).mean(-1), self.k)
         # eq. (4): the read A_k, input dropout on the attention probabilities
         p_in = _dropout(p_real, self.input_dropout, self.training)  # (B, n, H, M)
-        read = _dropout(attention_read(p_in, values), self.dropout, self.training)  # (B, n, H * d_v)
+        read = attention_read(p_in, values)  # (B, n, H * d_v)
+        read = _dropout(read, self.dropout, self.training) if noise is None else read * noise[0]
         # eq. (6): dynamics for the active modules, the old state for the others
         m = active.unsqueeze(-1)  # (B, n, 1)
         if isinstance(state, RIMsState):
@@ -481,19 +488,40 @@ class RIMsCell(Cell):
             weight = torch.cat([self.comm_output.weight, self.comm_gate.weight], 0)  # (2 hs, Hc * dv)
             bias = torch.cat([self.comm_output.bias, self.comm_gate.bias], 0)  # (2 hs,)
             value, gate = F.linear(comm, weight, bias).chunk(2, -1)  # (B, n, hs) each
-            out = gated_tanh(_dropout(value, self.dropout, self.training), gate)  # (B, n, hs)
+            value = _dropout(value, self.dropout, self.training) if noise is None else value * noise[1]
+            out = gated_tanh(value, gate)  # (B, n, hs)
         else:
-            out = _dropout(self.comm_output(comm), self.dropout, self.training)  # (B, n, hs)
+            out = self.comm_output(comm)  # (B, n, hs)
+            out = _dropout(out, self.dropout, self.training) if noise is None else out * noise[1]
         h_new = torch.where(m, h_tilde + out, h)  # (B, n, hs)
         new_state = RIMsState(h_new, c_new) if isinstance(state, RIMsState) else RIMsGRUState(h_new)
         return RIMsStep(h_new.flatten(1), active, null_attention), new_state  # y: (B, n * hs)
 
-    def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
-        """Eq. (1) for all T steps in one matmul: T pairs of keys `[B, 1, H, d_k]` and values `[B, 1, H, d_v]`."""
+    def dropout_noise(self, batch_size: int, steps: int, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The ``dropout`` noise of a whole sequence, or None (evaluation, or ``dropout = 0``).
+
+        One draw (:func:`~mnemonet.kernels.rims_sequence.dropout_noise`) for all steps, read noise then output
+        noise, so the step loop and the sequence kernel see the same masks for the same seed.
+
+        Returns:
+            (read noise `[T, B, n, H d_v]`, output noise `[T, B, n, module_size]`), entries 0 or 1/(1 − dropout).
+        """
+        if not (self.training and self.dropout > 0):
+            return None
+        T, B, n = steps, batch_size, self.num_modules
+        shapes = [(T, B, n, self.input_heads * self.input_value_size), (T, B, n, self.module_size)]
+        read, value = dropout_noise(shapes, self.dropout, like)
+        return read, value
+
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor, Any]]:
+        """Eq. (1) for all T steps in one matmul: T triples of keys `[B, 1, H, d_k]`, values `[B, 1, H, d_v]`
+        and the step's dropout noise (:meth:`dropout_noise`; None without dropout)."""
         keys, values = self.project_inputs(x)  # (B, T, H, d)
+        noise = self.dropout_noise(x.shape[0], x.shape[1], keys)
+        steps = [None] * x.shape[1] if noise is None else list(zip(noise[0].unbind(0), noise[1].unbind(0), strict=True))
         # one tensor per step (unbind, not keys[:, t]: slicing would make backward fill a [B, T, ...] zero
         # tensor at every step)
-        return list(zip(keys.unsqueeze(2).unbind(1), values.unsqueeze(2).unbind(1), strict=True))  # M = 1
+        return list(zip(keys.unsqueeze(2).unbind(1), values.unsqueeze(2).unbind(1), steps, strict=True))  # M = 1
 
     def uses_sequence_kernel(self) -> bool:
         """Whether :meth:`sequence` runs :mod:`mnemonet.kernels.rims_sequence` (kernels on, its configuration).
@@ -514,8 +542,8 @@ class RIMsCell(Cell):
 
         Computes what ``prepare`` + ``step`` compute. With one input head the read is ``A_k = α_k (V ⊙ δ_k)``
         (δ_k: the read's dropout noise), so the dynamics' input term ``A_k W_ih[k] = α_k ((V ⊙ δ_k) W_ih[k])``
-        is formed for all steps in one matmul before the loop. Dropout noise is drawn before the loop in the
-        order the step draws it (read, then output value, per step), so a seeded run matches the step path.
+        is formed for all steps in one matmul before the loop. Dropout noise is drawn as ``prepare`` draws it for
+        the step loop (:meth:`dropout_noise`), so a seeded run matches the step path.
 
         Args:
             x: `[B, T, input_size]` with padded steps zeroed.
@@ -555,23 +583,23 @@ class RIMsCell(Cell):
             dv,
             by_score=self.selection == "score",
             proposed=self.inactive_comm == "proposed",
-            dropout=self.dropout if self.training else 0.0,
         )
         mask = padding_mask(lengths, T, x.device)  # (B, T)
         real = None if mask is None else mask.t().contiguous()  # (T, B)
-        y, h, c, _ = rims_sequence(keys, values, state.h, state.c, real, weights, options)
+        noise = self.dropout_noise(x.shape[0], T, keys)  # as the step loop draws it (prepare)
+        y, h, c, _ = rims_sequence(keys, values, state.h, state.c, real, noise, weights, options)
         if mask is not None:
             y = torch.where(mask.unsqueeze(-1), y, y.new_zeros(()))  # padded steps output zero
         return y, RIMsState(h, c)
 
     def step(self, p_t, state, t=0, mask=None):
         """Eqs. (2)-(7) from the prepared keys and values of step t."""
-        out, new = self.step_projected(*p_t, state)
+        out, new = self.step_projected(p_t[0], p_t[1], state, p_t[2])
         return out.y, new
 
     def trace_step(self, p_t, state, t=0, mask=None):
         """``step`` plus ``active``: `[B, n]` bool, the modules selected at step t (eq. 5)."""
-        out, new = self.step_projected(*p_t, state)
+        out, new = self.step_projected(p_t[0], p_t[1], state, p_t[2])
         return out.y, new, {"active": out.active}
 
     def forward(self, x_t, state, t=0, mask=None):
