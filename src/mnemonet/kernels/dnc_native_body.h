@@ -1,4 +1,5 @@
-/* One DNC memory step (forward) and its vector-Jacobian product (backward) as plain C loops.
+/* One DNC memory step (forward) and its vector-Jacobian product (backward) as plain C loops; at the end, the
+ * LSTM controller's pointwise step and its VJP (dnc_lstm_forward / dnc_lstm_backward).
  *
  * Included twice by dnc_native.c, with REAL = float and REAL = double; FN(name) names each copy. The
  * equations are those of mnemonet/models/dnc/addressing.py (Graves et al. 2016, Methods), in the order of

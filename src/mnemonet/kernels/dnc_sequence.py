@@ -6,8 +6,9 @@ are summed and carried between them, and the engine schedules them one by one. :
 runs all T steps in one ``forward`` (the LSTM update of ``lstm_step``, ξ_t = W_ξ h_t + b, and the
 memory step of ``fused.access_forward``) and all T vector-Jacobian products in one ``backward``, in
 reverse, carrying the state gradients itself. The weight gradients ∂L/∂W = Σ_t g_t^T x_t are formed once
-per sequence as one matmul each. Values are those of the step loop; ``tests`` compare both and run
-``gradcheck`` in float64.
+per sequence as one matmul each. With the C kernels (``native``) a step is two torch matmuls (W_hr [h; r],
+ξ_t) and two C calls (the LSTM's pointwise update, the memory step), and its VJP the same. Values are those
+of the step loop (to rounding); ``tests`` compare both and run ``gradcheck`` in float64.
 
 Layout: the controller's recurrent input at step t is [h_{t−1}; r_{t−1}], and the output layer reads
 [h_t; r_t]. Both live in one buffer HR `[T + 1, B, H + R·W]` (row 0 holds the initial state), so the

@@ -2,7 +2,10 @@
 
 The DNC's memory step costs about 150 small tensor operations per time step in torch, forward and backward;
 on a CPU their per-operation overhead, not the arithmetic, sets the speed. ``dnc_native.c`` runs the same
-equations as loops over one batch row at a time (``dnc_access.py`` lists them), in float32 and float64.
+equations as loops over one batch row at a time (``dnc_access.py`` lists them), in float32 and float64,
+and the LSTM controller's pointwise step between the sequence's matmuls (``dnc_sequence.py``); float32 e^x is
+vectorizable straight-line code (``exp_f32``, about 1 ulp), and the stored per-step states are asked to live on
+huge pages (:func:`advise_huge`).
 ``rims_native.c`` does the same for the parts of a RIMs step between its matmuls (``rims_sequence.py``) and
 draws its dropout noise. Both are compiled into one library.
 
