@@ -100,7 +100,8 @@ def compare(args: argparse.Namespace) -> None:
     n_ours = sum(p.numel() for p in ours.parameters())
     print(f"parameters: dnc==1.1.0 {n_ref}, ours {n_ours}")
     lib = native.library()
-    print("ours: memory step in " + ("C (kernels.native)" if lib else f"torch ({native.unavailable_reason()})"))
+    where = "C (kernels.native)" if lib else f"torch ({native.unavailable_reason()})"
+    print(f"ours: memory and LSTM steps in {where}")
     fns = {
         "ref": train_step(
             ref, torch.optim.Adam(ref.parameters()), x, target, hx=(None, None, None), reset_experience=True

@@ -222,11 +222,17 @@ void FN(dnc_access_forward)(
         S[lay.keep_p] = keep;
         for (long i = 0; i < N; i++) pnb[i] = wwb[i] + keep * pb[i];
 
-        /* M_t = M_{t−1} + w^w ⊙ (v^T − e^T ⊙ M_{t−1}); L_t = (1 − w_i − w_j) L + w_i p_j, zero diagonal */
+        /* M_t = M_{t−1} + w^w ⊙ (v^T − e^T ⊙ M_{t−1}) and 1 / |M_t[i]| for c^r below; L_t = (1 − w_i − w_j) L + w_i p_j,
+         * zero diagonal */
         for (long i = 0; i < N; i++) {
             const REAL* row = Mb + i * W;
             REAL* out = Mnb + i * W;
-            for (long w = 0; w < W; w++) out[w] = row[w] + wwb[i] * (v[w] - e[w] * row[w]);
+            REAL s2 = 0;
+            for (long w = 0; w < W; w++) {
+                out[w] = row[w] + wwb[i] * (v[w] - e[w] * row[w]);
+                s2 += out[w] * out[w];
+            }
+            mn_inv[i] = one / sqrt(s2 + eps);
         }
         for (long i = 0; i < N; i++) {
             const REAL* row = Lb + i * N;
@@ -237,12 +243,6 @@ void FN(dnc_access_forward)(
         }
 
         /* c^r = C(M_t, k^r, β^r) */
-        for (long i = 0; i < N; i++) {
-            const REAL* row = Mnb + i * W;
-            REAL s2 = 0;
-            for (long w = 0; w < W; w++) s2 += row[w] * row[w];
-            mn_inv[i] = one / sqrt(s2 + eps);
-        }
         for (long h = 0; h < R; h++) {
             const REAL* qh = q + h * W;
             FN(dot_rows)(z_r + h * N, Mnb, W, qh, N, W);
