@@ -367,20 +367,20 @@ void FN(dnc_access_backward)(
             for (long w = 0; w < W; w++) g[w] -= gm * row[w];
         }
         /* L_t = (1 − w_i − w_j) L + w_i p_j and p_t = (1 − Σ w) p + w: into ∂L/∂w^w_t, ∂L/∂p_{t−1} */
-        REAL sp = 0;
+        REAL sp = 0, *g_row = g_a;  /* g_row: the w_i terms, apart (a scalar store into gwwt stalls its next loads) */
         for (long j = 0; j < N; j++) { gpl[j] = 0; gwwt[j] = gwwb[j]; sp += gpb[j] * pb[j]; }
         for (long i = 0; i < N; i++) {
-            const REAL *G = gLb + i * N, *row = Lb + i * N;
-            REAL wi = wwb[i], d = 0;
+            const REAL *G = gLb + i * N, *row = Lb + i * N, wi = wwb[i];
+            REAL d = 0;
             for (long j = 0; j < N; j++) {
                 gpl[j] += G[j] * wi;
                 d += G[j] * (pb[j] - row[j]);
                 gwwt[j] -= G[j] * row[j];
             }
-            gwwt[i] += d;
+            g_row[i] = d;
         }
         for (long j = 0; j < N; j++) {
-            gwwt[j] += gpb[j] - sp;
+            gwwt[j] += g_row[j] + gpb[j] - sp;
             gpl[j] += gpb[j] * keep_p;
         }
         for (long i = 0; i < N; i++) {
