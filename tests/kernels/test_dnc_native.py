@@ -12,12 +12,41 @@ from mnemonet.models.dnc import addressing, build_dnc
 needs_native = pytest.mark.skipif(native.library() is None, reason=f"no C kernels: {native.unavailable_reason()}")
 
 
+def random_state(model, batch_size, dtype, seed=0):
+    """A valid DNC state far from ties: random memory, usage in (0.1, 0.9), weightings that sum to at most 1.
+
+    From the empty memory, slots that were never allocated sort at near-ties of their usage, where the allocation
+    weighting jumps: a change in the last bits of the controller's output (two implementations of σ) moves whole
+    writes. A random start has no such ties, so the C and torch steps must agree to rounding.
+    """
+    g = torch.Generator().manual_seed(seed)
+    state = model.cell.initial_state(batch_size, dtype=dtype)
+    a = state.access
+    N = a.memory.shape[1]
+
+    def soft(*shape, scale=1.0):
+        return torch.softmax(torch.randn(*shape, generator=g, dtype=dtype), -1) * scale
+
+    link = torch.rand(a.link.link.shape, generator=g, dtype=dtype) / N
+    link.diagonal(dim1=-2, dim2=-1).zero_()
+    access = a._replace(
+        memory=torch.randn(a.memory.shape, generator=g, dtype=dtype),
+        usage=torch.rand(a.usage.shape, generator=g, dtype=dtype) * 0.8 + 0.1,
+        link=a.link._replace(link=link, precedence=soft(*a.link.precedence.shape, scale=0.5)),
+        read_weights=soft(*a.read_weights.shape),
+        write_weights=soft(*a.write_weights.shape, scale=0.5),
+    )
+    controller = type(state.controller)(*(torch.randn(x.shape, generator=g, dtype=dtype) for x in state.controller))
+    read = torch.randn(state.read_vectors.shape, generator=g, dtype=dtype)
+    return state._replace(controller=controller, access=access, read_vectors=read)
+
+
 def grads_of(model, x, lengths, use_native, monkeypatch):
-    """Output, final state and parameter/input gradients of the whole-sequence node, C or torch memory step."""
+    """Output, final state and parameter/input gradients of the whole-sequence node, C or torch steps."""
     with monkeypatch.context() as m:
         if not use_native:
             m.setattr(native, "functions", lambda dtype: None)
-        y, state = model(x, lengths=lengths)
+        y, state = model(x, random_state(model, x.shape[0], x.dtype), lengths=lengths)
         assert type(y.grad_fn).__name__ != "StackBackward0"  # the whole-sequence node ran
         leaves = [state.controller.h, state.controller.c, state.read_vectors, *state.access[:2]]
         leaves += [state.access.link.link, state.access.link.precedence, *state.access[3:]]
@@ -32,7 +61,7 @@ def grads_of(model, x, lengths, use_native, monkeypatch):
 def test_c_step_equals_torch_step(dtype, lengths, monkeypatch):
     torch.manual_seed(0)
     # float32 with many slots: usages a few ulps apart sort differently in any two implementations (the readable
-    # one included) and allocation jumps at a tie, so float32 compares on fewer slots
+    # one included) and allocation jumps at a tie, so float32 compares on fewer slots (see random_state)
     n = 40 if dtype == torch.float64 else 8
     model = build_dnc(input_size=3, output_size=2, hidden_size=7, memory_size=n, word_size=5, num_reads=3).to(dtype)
     x = torch.randn(3, 6, 3, dtype=dtype, requires_grad=True)
@@ -63,6 +92,7 @@ def test_c_constants_match_the_equations():
 
 
 def test_without_a_compiler_the_torch_kernel_runs(monkeypatch, tmp_path):
+    monkeypatch.delenv("MNEMONET_NATIVE", raising=False)  # the suite may run with the C kernels switched off
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("MNEMONET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(native.shutil, "which", lambda name: None)
@@ -98,3 +128,12 @@ def test_workspaces_of_both_kernels_are_kept_apart(monkeypatch):
             ys.append(model(x)[0].detach())
     for y in ys[1:]:
         torch.testing.assert_close(y, ys[0])
+
+
+@needs_native
+def test_huge_page_advice_keeps_the_contents():
+    x = torch.arange(3 << 20, dtype=torch.float32)  # 12 MiB: several whole 2 MiB pages inside
+    expected = x.clone()
+    native.advise_huge(x)
+    assert torch.equal(x, expected)
+    assert native.library().dnc_advise_huge(x.data_ptr(), 100) == -1  # no whole 2 MiB page inside: nothing asked

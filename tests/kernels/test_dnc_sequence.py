@@ -169,11 +169,7 @@ def test_big_workspaces_are_not_kept(monkeypatch):
     assert not sequence._FORWARD_POOL.free and not sequence._BACKWARD_POOL.free
 
 
-@pytest.mark.parametrize("onednn", [True, False])
-def test_float32_node_matches_step_loop(monkeypatch, onednn):
-    from mnemonet.kernels import onednn as onednn_mod
-
-    monkeypatch.setattr(onednn_mod, "USE_ONEDNN", onednn)  # the weight gradients' matmul, both ways
+def test_float32_node_matches_step_loop():
     torch.manual_seed(3)
     model = build_dnc(input_size=5, output_size=3, hidden_size=16, memory_size=8, word_size=4, num_reads=2)
     x = torch.randn(4, 6, 5)

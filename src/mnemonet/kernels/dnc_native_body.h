@@ -1,4 +1,5 @@
-/* One DNC memory step (forward) and its vector-Jacobian product (backward) as plain C loops.
+/* One DNC memory step (forward) and its vector-Jacobian product (backward) as plain C loops; at the end, the
+ * LSTM controller's pointwise step and its VJP (dnc_lstm_forward / dnc_lstm_backward).
  *
  * Included twice by dnc_native.c, with REAL = float and REAL = double; FN(name) names each copy. The
  * equations are those of mnemonet/models/dnc/addressing.py (Graves et al. 2016, Methods), in the order of
@@ -51,13 +52,20 @@ long FN(dnc_saved_size)(long N, long W, long R) { return FN(layout)(N, W, R).siz
  * gq [(R+1) W]; gpi [3R]; gsg [W+R+2]; gv [W]; two columns [R] */
 long FN(dnc_work_size)(long N, long W, long R) { return 5 * R * N + 6 * N + (R + 1) * W + 5 * R + (W + R + 2) + W; }
 
-static inline REAL FN(sigmoid)(REAL x) { return (REAL)1 / ((REAL)1 + exp(-x)); }
+static inline REAL FN(sigmoid)(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
+
+/* ask for the n REALs from p to be brought into cache: the backward's stored states of step t − 1 are far away (a
+ * sequence's states outgrow L2), and the work on one batch row hides the wait for the next one's */
+static inline void FN(prefetch)(const REAL* p, long n) {
+    const char* c = (const char*)p;
+    for (long off = 0; off < n * (long)sizeof(REAL); off += 64) __builtin_prefetch(c + off, 0, 3);
+}
 
 /* softmax of n values in place (max subtracted, as torch does) */
 static void FN(softmax)(REAL* x, long n) {
     REAL mx = x[0], s = 0;
     for (long i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (long i = 0; i < n; i++) { x[i] = exp(x[i] - mx); s += x[i]; }
+    for (long i = 0; i < n; i++) { x[i] = EXP(x[i] - mx); s += x[i]; }
     for (long i = 0; i < n; i++) x[i] /= s;
 }
 
@@ -72,6 +80,28 @@ static void FN(acc_rows)(REAL* restrict out, const REAL* restrict A, long lda, c
     for (; i < rows; i++) {
         const REAL *a = A + i * lda, ci = c[i];
         for (long j = 0; j < n; j++) out[j] += ci * a[j];
+    }
+}
+
+/* out[i] = Σ_j A[i][j] x[j] (row stride lda), four rows per pass over x: four independent sums to reduce at once */
+static void FN(dot_rows)(REAL* restrict out, const REAL* restrict A, long lda, const REAL* restrict x, long rows, long n) {
+    long i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const REAL *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        REAL d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        for (long j = 0; j < n; j++) {
+            d0 += a0[j] * x[j];
+            d1 += a1[j] * x[j];
+            d2 += a2[j] * x[j];
+            d3 += a3[j] * x[j];
+        }
+        out[i] = d0, out[i + 1] = d1, out[i + 2] = d2, out[i + 3] = d3;
+    }
+    for (; i < rows; i++) {
+        const REAL* a = A + i * lda;
+        REAL d = 0;
+        for (long j = 0; j < n; j++) d += a[j] * x[j];
+        out[i] = d;
     }
 }
 
@@ -192,11 +222,17 @@ void FN(dnc_access_forward)(
         S[lay.keep_p] = keep;
         for (long i = 0; i < N; i++) pnb[i] = wwb[i] + keep * pb[i];
 
-        /* M_t = M_{t−1} + w^w ⊙ (v^T − e^T ⊙ M_{t−1}); L_t = (1 − w_i − w_j) L + w_i p_j, zero diagonal */
+        /* M_t = M_{t−1} + w^w ⊙ (v^T − e^T ⊙ M_{t−1}) and 1 / |M_t[i]| for c^r below; L_t = (1 − w_i − w_j) L + w_i p_j,
+         * zero diagonal */
         for (long i = 0; i < N; i++) {
             const REAL* row = Mb + i * W;
             REAL* out = Mnb + i * W;
-            for (long w = 0; w < W; w++) out[w] = row[w] + wwb[i] * (v[w] - e[w] * row[w]);
+            REAL s2 = 0;
+            for (long w = 0; w < W; w++) {
+                out[w] = row[w] + wwb[i] * (v[w] - e[w] * row[w]);
+                s2 += out[w] * out[w];
+            }
+            mn_inv[i] = one / sqrt(s2 + eps);
         }
         for (long i = 0; i < N; i++) {
             const REAL* row = Lb + i * N;
@@ -207,19 +243,11 @@ void FN(dnc_access_forward)(
         }
 
         /* c^r = C(M_t, k^r, β^r) */
-        for (long i = 0; i < N; i++) {
-            const REAL* row = Mnb + i * W;
-            REAL s2 = 0;
-            for (long w = 0; w < W; w++) s2 += row[w] * row[w];
-            mn_inv[i] = one / sqrt(s2 + eps);
-        }
         for (long h = 0; h < R; h++) {
             const REAL* qh = q + h * W;
+            FN(dot_rows)(z_r + h * N, Mnb, W, qh, N, W);
             for (long i = 0; i < N; i++) {
-                const REAL* row = Mnb + i * W;
-                REAL d = 0;
-                for (long w = 0; w < W; w++) d += qh[w] * row[w];
-                z_r[h * N + i] = d * mn_inv[i];
+                z_r[h * N + i] *= mn_inv[i];
                 c_r[h * N + i] = z_r[h * N + i];
             }
             FN(softmax)(c_r + h * N, N);
@@ -231,12 +259,7 @@ void FN(dnc_access_forward)(
             REAL* bh = bwd + h * N;
             for (long j = 0; j < N; j++) bh[j] = 0;
             FN(acc_rows)(bh, Lnb, N, wp, N, N);
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Lnb + i * N;
-                REAL d = 0;
-                for (long j = 0; j < N; j++) d += row[j] * wp[j];
-                fwd[h * N + i] = d;
-            }
+            FN(dot_rows)(fwd + h * N, Lnb, N, wp, N, N);
             REAL p0 = pi[3 * h], p1 = pi[3 * h + 1], p2 = pi[3 * h + 2];
             REAL* wh = wrb + h * N;
             for (long i = 0; i < N; i++) wh[i] = p0 * bh[i] + p1 * c_r[h * N + i] + p2 * fwd[h * N + i];
@@ -276,20 +299,22 @@ void FN(dnc_access_backward)(
         const REAL keep_p = S[lay.keep_p], *mn_inv = S + lay.mn_inv, *z_r = S + lay.z_r, *c_r = S + lay.c_r;
         const REAL *fwd = S + lay.fwd, *bwd = S + lay.bwd, *e = sg, *f = sg + W, ga = sg[W + R], gw = sg[W + R + 1];
         const REAL* q_w = q + R * W;
+        /* the next batch row's step t − 1 state and saved intermediates, a slot at a time below */
+        const long s_chunk = (lay.size + N - 1) / N, next = b + 1 < B;
 
         /* r = w^r M_t */
         for (long h = 0; h < R; h++) {
-            const REAL* gr = grb + h * W;
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Mnb + i * W;
-                REAL d = 0;
-                for (long w = 0; w < W; w++) d += gr[w] * row[w];
-                gwr_l[h * N + i] = gwrb[h * N + i] + d;
-            }
+            FN(dot_rows)(gwr_l + h * N, Mnb, W, grb + h * W, N, W);
+            for (long i = 0; i < N; i++) gwr_l[h * N + i] += gwrb[h * N + i];
         }
         for (long i = 0; i < N; i++) {
             for (long h = 0; h < R; h++) col[h] = wrb[h * N + i];
             FN(acc_rows)(gMb + i * W, grb, W, col, R, W);
+            if (next) {
+                FN(prefetch)(Lb + N * N + i * N, N);
+                FN(prefetch)(Mb + N * W + i * W, W);
+                FN(prefetch)(S + lay.size + i * s_chunk, s_chunk);
+            }
         }
         /* w^r = π_b b + π_c c + π_f f (gdot holds ∂L/∂c^r for now) */
         for (long h = 0; h < R; h++) {
@@ -316,14 +341,8 @@ void FN(dnc_access_backward)(
         for (long h = 0; h < R; h++) {
             REAL* out = gwrp + h * N;
             const REAL* gb = gbwd + h * N;
-            for (long j = 0; j < N; j++) out[j] = 0;
+            FN(dot_rows)(out, Lnb, N, gb, N, N);
             FN(acc_rows)(out, Lnb, N, gfwd + h * N, N, N);
-            for (long i = 0; i < N; i++) {
-                const REAL* row = Lnb + i * N;
-                REAL d = 0;
-                for (long j = 0; j < N; j++) d += gb[j] * row[j];
-                out[i] += d;
-            }
         }
         /* c^r = softmax(β^r cosine(k^r, M_t)) */
         for (long i = 0; i < N; i++) gminv[i] = 0;
@@ -348,20 +367,20 @@ void FN(dnc_access_backward)(
             for (long w = 0; w < W; w++) g[w] -= gm * row[w];
         }
         /* L_t = (1 − w_i − w_j) L + w_i p_j and p_t = (1 − Σ w) p + w: into ∂L/∂w^w_t, ∂L/∂p_{t−1} */
-        REAL sp = 0;
+        REAL sp = 0, *g_row = g_a;  /* g_row: the w_i terms, apart (a scalar store into gwwt stalls its next loads) */
         for (long j = 0; j < N; j++) { gpl[j] = 0; gwwt[j] = gwwb[j]; sp += gpb[j] * pb[j]; }
         for (long i = 0; i < N; i++) {
-            const REAL *G = gLb + i * N, *row = Lb + i * N;
-            REAL wi = wwb[i], d = 0;
+            const REAL *G = gLb + i * N, *row = Lb + i * N, wi = wwb[i];
+            REAL d = 0;
             for (long j = 0; j < N; j++) {
                 gpl[j] += G[j] * wi;
                 d += G[j] * (pb[j] - row[j]);
                 gwwt[j] -= G[j] * row[j];
             }
-            gwwt[i] += d;
+            g_row[i] = d;
         }
         for (long j = 0; j < N; j++) {
-            gwwt[j] += gpb[j] - sp;
+            gwwt[j] += g_row[j] + gpb[j] - sp;
             gpl[j] += gpb[j] * keep_p;
         }
         for (long i = 0; i < N; i++) {
@@ -454,6 +473,54 @@ void FN(dnc_access_backward)(
             REAL s = 0;
             for (long m = 0; m < 3; m++) s += gpi[3 * h + m] * pi[3 * h + m];
             for (long m = 0; m < 3; m++) gsoft[3 * h + m] = pi[3 * h + m] * (gpi[3 * h + m] - s);
+        }
+    }
+}
+
+/* The LSTM controller's pointwise step (torch's equations, gate order i, f, g, o), one call per time step:
+ *   a = mm + pre,  c_t = σ(a_f) ⊙ c_{t−1} + σ(a_i) ⊙ tanh(a_g),  h_t = σ(a_o) ⊙ tanh(c_t).
+ * mm, pre [B][4H] (mm = [h_{t−1}; r_{t−1}] W_hr^T, pre = W_ih^(x) x_t + b); c [B][H]; h_t goes to a row stride.
+ * act [B][4H] keeps σ(a_i), σ(a_f), tanh(a_g), σ(a_o) and tc [B][H] tanh(c_t) for the backward. tanh(a_g) is
+ * 2 σ(2 a_g) − 1 (as kernels/lstm_step.py computes it); tanh(c_t) is TANH_C (dnc_native.c: the same in float32,
+ * libm's tanh in float64, where the tests compare with torch's tanh to the last bits). */
+static inline REAL FN(tanh_by_sigmoid)(REAL x) { return 2 * FN(sigmoid)(2 * x) - 1; }
+
+void FN(dnc_lstm_forward)(
+    long B, long H, const REAL* restrict mm, const REAL* restrict pre, const REAL* restrict c, REAL* restrict c_new,
+    REAL* restrict h, long h_stride, REAL* restrict act, REAL* restrict tc) {
+    for (long b = 0; b < B; b++) {
+        const REAL *mb = mm + b * 4 * H, *pb = pre + b * 4 * H, *cb = c + b * H;
+        REAL *ab = act + b * 4 * H, *cnb = c_new + b * H, *hb = h + b * h_stride, *tb = tc + b * H;
+        for (long j = 0; j < 4 * H; j++) ab[j] = mb[j] + pb[j];
+        for (long j = 0; j < 2 * H; j++) ab[j] = FN(sigmoid)(ab[j]);
+        for (long j = 2 * H; j < 3 * H; j++) ab[j] = FN(tanh_by_sigmoid)(ab[j]);
+        for (long j = 3 * H; j < 4 * H; j++) ab[j] = FN(sigmoid)(ab[j]);
+        const REAL *i = ab, *f = ab + H, *g = ab + 2 * H, *o = ab + 3 * H;
+        for (long j = 0; j < H; j++) {
+            cnb[j] = f[j] * cb[j] + i[j] * g[j];
+            tb[j] = TANH_C(cnb[j]);
+            hb[j] = o[j] * tb[j];
+        }
+    }
+}
+
+/* The VJP of dnc_lstm_forward: ∂L/∂a_t into g_gates [B][4H] from ∂L/∂h_t (at a row stride) and ∂L/∂c_t (g_c,
+ * replaced by ∂L/∂c_{t−1}); c [B][H] is c_{t−1}. */
+void FN(dnc_lstm_backward)(
+    long B, long H, const REAL* restrict act, const REAL* restrict tc, const REAL* restrict c,
+    const REAL* restrict g_h, long g_h_stride, REAL* restrict g_c, REAL* restrict g_gates) {
+    const REAL one = 1;
+    for (long b = 0; b < B; b++) {
+        const REAL *ab = act + b * 4 * H, *tb = tc + b * H, *cb = c + b * H, *gh = g_h + b * g_h_stride;
+        const REAL *i = ab, *f = ab + H, *g = ab + 2 * H, *o = ab + 3 * H;
+        REAL *gc = g_c + b * H, *ga = g_gates + b * 4 * H;
+        for (long j = 0; j < H; j++) {
+            REAL gct = gh[j] * o[j] * (one - tb[j] * tb[j]) + gc[j];  /* through h = o tanh(c_t), plus the carry */
+            ga[j] = gct * g[j] * i[j] * (one - i[j]);
+            ga[H + j] = gct * cb[j] * f[j] * (one - f[j]);
+            ga[2 * H + j] = gct * i[j] * (one - g[j] * g[j]);
+            ga[3 * H + j] = gh[j] * tb[j] * o[j] * (one - o[j]);
+            gc[j] = gct * f[j];
         }
     }
 }

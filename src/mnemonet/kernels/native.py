@@ -2,7 +2,10 @@
 
 The DNC's memory step costs about 150 small tensor operations per time step in torch, forward and backward;
 on a CPU their per-operation overhead, not the arithmetic, sets the speed. ``dnc_native.c`` runs the same
-equations as loops over one batch row at a time (``dnc_access.py`` lists them), in float32 and float64.
+equations as loops over one batch row at a time (``dnc_access.py`` lists them), in float32 and float64,
+and the LSTM controller's pointwise step between the sequence's matmuls (``dnc_sequence.py``); float32 e^x is
+vectorizable straight-line code (``exp_f32``, about 1 ulp), and the stored per-step states are asked to live on
+huge pages (:func:`advise_huge`).
 ``rims_native.c`` does the same for the parts of a RIMs step between its matmuls (``rims_sequence.py``) and
 draws its dropout noise. Both are compiled into one library.
 
@@ -44,6 +47,8 @@ _SIGNATURES = {
     "dnc_access_forward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L, _P, _P, _P, _P], None),
     "dnc_argsort": ([_P, _P, _P, _P, _L], None),
     "dnc_access_backward": ([_L] * 4 + [_P, _L] + [_P] * 12 + [_P, _L] + [_P] * 6 + [_P, _L, _P], None),
+    "dnc_lstm_forward": ([_L] * 2 + [_P] * 5 + [_L, _P, _P], None),
+    "dnc_lstm_backward": ([_L] * 2 + [_P] * 4 + [_L, _P, _P], None),
     # rims_native_body.h: (dims...) then (pointer, module stride) pairs as there
     "rims_step_forward": ([_L] * 7 + [_P, _P, _P, _L, _P, _P, _L] + [_P] * 9 + [_L, _P, _P, _L], None),
     "rims_comm_forward": ([_L] * 5 + [_R, _P, _P, _P], None),
@@ -112,6 +117,7 @@ def _build() -> ctypes.CDLL:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     lib = ctypes.CDLL(str(target))
+    lib.dnc_advise_huge.argtypes, lib.dnc_advise_huge.restype = [_P, _L], ctypes.c_int
     for dtype, suffix in _SUFFIX.items():
         real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
         for name, (args, result) in _SIGNATURES.items():
@@ -138,6 +144,13 @@ def library() -> ctypes.CDLL | None:
 def unavailable_reason() -> str | None:
     """Why :func:`library` is None (None while it loads, or before its first call)."""
     return _reason
+
+
+def advise_huge(x: torch.Tensor) -> None:
+    """Ask the kernel to back ``x``'s storage with huge pages (see ``dnc_advise_huge``); a no-op without the library."""
+    lib = library()
+    if lib is not None and x.device.type == "cpu":
+        lib.dnc_advise_huge(x.data_ptr(), x.untyped_storage().nbytes())
 
 
 def functions(dtype: torch.dtype) -> dict[str, ctypes._CFuncPtr] | None:  # type: ignore[name-defined]

@@ -1,4 +1,4 @@
-"""oneDNN matmuls for the hand-written recurrent loops (BN-LSTM, DNC): float32 on CPU, with a plain fallback.
+"""oneDNN matmuls for the hand-written BN-LSTM loop: float32 on CPU, with a plain fallback.
 
 torch's CPU matmul goes through BLAS; for the small, skinny products of a recurrent step (a batch of 16
 rows against a weight of ~10^5 entries) oneDNN's kernel on a weight packed once per sequence is up to
@@ -96,18 +96,3 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     lead = x.shape[:-1]
     y = _LinearFn.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous())  # (N, M)
     return y.reshape(*lead, weight.shape[0])  # (..., M)
-
-
-def weight_grad(grads: Tensor, inputs: Tensor) -> Tensor:
-    """∂L/∂W = Σ_t g_tᵀ x_t `[out, in]` as one matmul, from grads `[T, B, out]` and inputs `[T, B, in]`.
-
-    With oneDNN the operands are laid out once as `[out, T·B]` and `[in, T·B]` (the layout its kernel
-    wants); otherwise ``torch.mm`` takes the transposed view.
-    """
-    T, B, K = inputs.shape
-    g_flat = grads.reshape(T * B, -1)  # (T·B, out)
-    if not use_onednn(grads):
-        return g_flat.t() @ inputs.reshape(T * B, K)
-    gt = g_flat.t().contiguous()  # (out, T·B)
-    xt = inputs.reshape(T * B, K).t().contiguous()  # (in, T·B)
-    return torch.ops.mkldnn._linear_pointwise(gt, xt, None, "none", [], "")
