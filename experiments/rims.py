@@ -24,7 +24,9 @@ import json
 import os
 import platform
 import re
+import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -83,6 +85,19 @@ QUICK = [
     "trainer.tensorboard=false",
 ]
 REGENERATE = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims.py"
+
+
+def clean_and_noisy(preset: str, name: str, seed: int, root: Path, overrides: Sequence[str] = ()) -> dict:
+    """Train a digits arm (unless done) and score it at 8x8, clean and noisy: ``{"seconds", label: percent}``."""
+    conditions = [c for c in DIGIT_CONDITIONS if c[0].startswith("8x8")]
+    record = run_arm(preset, name, seed, root, overrides)
+    scores = evaluate_conditions(root / f"{name}-s{seed}", conditions, EVAL_BATCHES, EVAL_BATCH_SIZE)["accuracy"]
+    return {"seconds": record["seconds"], **{label: 100 * acc for label, acc in scores.items()}}
+
+
+def mean_sd_text(values: Sequence[float]) -> str:
+    """``"mean ± sd"`` with one decimal."""
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def slug(experiment: str, arm: str) -> str:

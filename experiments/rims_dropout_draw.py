@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 import mnemonet.models.rims as rims_model
-from common import markdown_table, run_arm
+from common import markdown_table
 from mnemonet.training.checkpoint import atomic_write_text
-from rims import DIGIT_CONDITIONS, DIGITS, EVAL_BATCH_SIZE, EVAL_BATCHES, evaluate_conditions, slug
+from rims import DIGIT_CONDITIONS, DIGITS, clean_and_noisy, mean_sd_text, slug
 
 SEEDS = tuple(range(12))
 ROOT = Path("runs/experiments/rims")
@@ -50,15 +50,9 @@ def run(arm: str, seed: int) -> dict:
     try:
         if draw is not None:
             rims_model.dropout_noise = draw
-        record = run_arm(preset, name, seed, ROOT)
+        return clean_and_noisy(preset, name, seed, ROOT)
     finally:
         rims_model.dropout_noise = library_draw
-    scores = evaluate_conditions(ROOT / f"{name}-s{seed}", CONDITIONS, EVAL_BATCHES, EVAL_BATCH_SIZE)["accuracy"]
-    return {"seconds": record["seconds"], **{label: 100 * acc for label, acc in scores.items()}}
-
-
-def mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def main() -> None:
@@ -69,8 +63,8 @@ def main() -> None:
         [
             arm,
             str(len(records)),
-            *(mean_sd([r[label] for r in records]) for label in labels),
-            mean_sd([r[labels[1]] for r in records[:3]]),
+            *(mean_sd_text([r[label] for r in records]) for label in labels),
+            mean_sd_text([r[labels[1]] for r in records[:3]]),
         ]
         for arm, records in results.items()
     ]
@@ -96,7 +90,7 @@ Regenerate: `{COMMAND}`
 
 Mean noisy accuracy minus the LSTM's over all seeds: hashed masks {gaps["RIMs, hashed masks"]:+.1f} points,
 Bernoulli masks {gaps["RIMs, Bernoulli masks"]:+.1f} points. Seed by seed (the same initialisation and data order;
-only the masks differ), Bernoulli minus hashed masks under noise: {mean_sd(paired)} points, higher on
+only the masks differ), Bernoulli minus hashed masks under noise: {mean_sd_text(paired)} points, higher on
 {higher} of {len(paired)} seeds.
 
 {markdown_table(["arm", "seed", *labels, "train s"], per_seed)}

@@ -33,7 +33,7 @@ import torch
 
 _ENV = "MNEMONET_NATIVE"
 _DIR = Path(__file__).parent
-_SOURCES = ("dnc_native.c", "dnc_native_body.h", "rims_native.c", "rims_native_body.h")
+_SOURCES = ("native_math.h", "dnc_native.c", "dnc_native_body.h", "rims_native.c", "rims_native_body.h")
 _UNITS = ("dnc_native.c", "rims_native.c")  # compiled into one library
 # reassociation lets sums vectorize (results agree to rounding, as torch's own kernels do); NaN and inf stay IEEE
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11", "-fno-math-errno", "-fno-signed-zeros")
