@@ -65,8 +65,8 @@ Regenerate: `{COMMAND}`
 
 RIMs − LSTM, mean of {len(SEEDS)} seeds: {gap(results, labels[0]):+.1f} points clean and
 {gap(results, labels[1]):+.1f} under noise after {STEPS} steps; {gap(short, labels[0]):+.1f} clean and
-{gap(short, labels[1]):+.1f} under noise after the presets' 1000 steps (the same seeds, the runs of `experiments/rims.py`). More training closes most of the clean
-gap but not the gap under noise.
+{gap(short, labels[1]):+.1f} under noise after the presets' 1000 steps (the same seeds, the runs of
+`experiments/rims.py`). More training closes most of the clean gap but not the gap under noise.
 
 {markdown_table(["arm", "seed", *labels, "train s"], per_seed)}
 """
