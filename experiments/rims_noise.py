@@ -58,11 +58,17 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "RIMs (all active)": (ALL, []),
     "RIMs": (DIGITS["RIMs"], []),
     "RIMs, official init": (DIGITS["RIMs"], ["model.init=official"]),
+    "LSTM, encoder dropout 0.5": (DIGITS["LSTM"], ["model.encoder_dropout=0.5"]),
+    "RIMs, encoder dropout 0.5": (DIGITS["RIMs"], ["model.encoder_dropout=0.5"]),
 }  # fmt: skip
 
 
 # arms shown with more than seed 0
-SEEDS: dict[str, tuple[int, ...]] = {"RIMs, official init": (0, 1, 2)}
+SEEDS: dict[str, tuple[int, ...]] = {
+    "RIMs, official init": (0, 1, 2),
+    "LSTM, encoder dropout 0.5": (0, 1, 2),
+    "RIMs, encoder dropout 0.5": (0, 1, 2),
+}
 
 
 def arm_slug(arm: str) -> str:
