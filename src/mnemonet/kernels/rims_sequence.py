@@ -214,6 +214,19 @@ class _ForwardLoop(NamedTuple):
     options: RIMsOptions
 
 
+class _BackwardLoop(NamedTuple):
+    """What the backward time loops read and write (besides the gradients they carry)."""
+
+    buf: _Buffers
+    keys: Tensor  # (T, B, d_k)
+    value_noise: Tensor | None  # δ' of the output value, (T, B, n, hs)
+    weights: tuple[Tensor, Tensor, Tensor]  # w_hq, w_qkv, w_out
+    p_all: Tensor  # (T, B, n)
+    active_all: Tensor  # (T, B, n) bool
+    grads: tuple[Tensor, Tensor, Tensor, Tensor]  # written: see _backward_torch
+    options: RIMsOptions
+
+
 def _forward_torch(loop: _ForwardLoop, views: list[GateViews]) -> None:
     """The forward time loop in torch ops (see the module docstring), writing ``buf``, ``p_all`` and ``active_all``."""
     buf, keys, real, value_noise, bias, weights, p_all, active_all, options = loop
@@ -304,14 +317,14 @@ def _forward_native(fns: dict[str, Any], loop: _ForwardLoop) -> None:
     og_rows = og.view(n * B, 2 * hs)
     offered = buf.h_dyn if options.proposed else buf.offered
     dims = (n, B, hs, dk, options.k, int(options.by_score), int(options.proposed))
-    u, u_ms = buf.gates_in.data_ptr(), buf.gates_in.stride(0)  # (n, T B, 4 hs): step t at row t B
+    u_ms = buf.gates_in.stride(0)  # (n, T B, 4 hs): step t at row t B
     h_ms, hd_ms = buf.h.stride(0), buf.h_dyn.stride(0)
     for t in range(T):
         h = buf.h[:, t]  # (n, B, hs)
         torch.bmm(h, w_hq, out=buf.hq[t])  # [h W_hh | h W^q]
         h_ptr, hd_ptr = _step_ptr(buf.h, t, 1), _step_ptr(buf.h_dyn, t, 1)
         step(
-            *dims, _step_ptr(buf.hq, t), _step_ptr(keys, t), u + t * B * 4 * hs * buf.gates_in.element_size(),
+            *dims, _step_ptr(buf.hq, t), _step_ptr(keys, t), _step_ptr(buf.gates_in, t * B, 1),
             u_ms, bias.data_ptr(), h_ptr, h_ms, _step_ptr(buf.c, t), None if real is None else _step_ptr(real, t),
             _step_ptr(p_all, t), _step_ptr(active_all, t), _step_ptr(buf.sig, t), _step_ptr(buf.g, t),
             _step_ptr(buf.c_dyn, t), _step_ptr(buf.tc, t), hd_ptr, hd_ms, _step_ptr(buf.c, t + 1),
@@ -432,7 +445,7 @@ class RIMsSequence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_y: Tensor | None, g_hT: Tensor | None, g_cT: Tensor | None, _: Any):  # type: ignore[override]
-        keys, w_ih, w_hq, w_qkv, w_out, p_all, active_all, read_noise, noise = ctx.saved_tensors
+        keys, w_ih, w_hq, w_qkv, w_out, p_all, active_all, read_noise, value_noise = ctx.saved_tensors
         buf, gate_views, options = ctx.buf, ctx.views, ctx.options
         T, B, dk = keys.shape
         n, hs = w_hq.shape[0], w_hq.shape[1]
@@ -455,7 +468,7 @@ class RIMsSequence(torch.autograd.Function):
         g_h, g_c = (_state_grad(g, keys, (n, B, hs)) for g in (g_hT, g_cT))  # (n, B, hs), contiguous, ours
         grads, weights = (g_hq_all, g_qkv_all, g_og_all, g_keys), (w_hq, w_qkv, w_out)
         fns, state = _native(keys), (g_h, g_c)
-        loop = _BackwardLoop(buf, keys, noise, weights, p_all, active_all, grads, options)
+        loop = _BackwardLoop(buf, keys, value_noise, weights, p_all, active_all, grads, options)
         threads = _loop_threads(keys, w_hq)
         try:
             threads.one()
@@ -501,19 +514,6 @@ class RIMsSequence(torch.autograd.Function):
         )
 
 
-class _BackwardLoop(NamedTuple):
-    """What the backward time loops read and write (besides the gradients they carry)."""
-
-    buf: _Buffers
-    keys: Tensor  # (T, B, d_k)
-    noise: Tensor | None  # δ' of the output value, (T, B, n, hs)
-    weights: tuple[Tensor, Tensor, Tensor]  # w_hq, w_qkv, w_out
-    p_all: Tensor  # (T, B, n)
-    active_all: Tensor  # (T, B, n) bool
-    grads: tuple[Tensor, Tensor, Tensor, Tensor]  # written: see _backward_torch
-    options: RIMsOptions
-
-
 def _backward_torch(
     loop: _BackwardLoop,
     views: tuple[list[GateViews], list[GateGradViews]],
@@ -523,7 +523,7 @@ def _backward_torch(
     """The backward time loop in torch ops: writes ``grads`` (∂L/∂[gates | input query] `[n, T, B, 4 hs + d_k]`,
     ∂L/∂qkv `[n, T, B, F]`, ∂L/∂[value, gate] `[T, n, B, 2 hs]`, ∂L/∂keys `[T, B, d_k]`) and returns
     (∂L/∂h_0, ∂L/∂c_0) `[n, B, hs]`."""
-    buf, keys, noise, weights, p_all, active_all, grads, options = loop
+    buf, keys, value_noise, weights, p_all, active_all, grads, options = loop
     g_h, g_c = state
     w_hq, w_qkv, w_out = weights
     g_hq_all, g_qkv_all, g_og_all, g_keys = grads
@@ -550,8 +550,8 @@ def _backward_torch(
         act, g_og = buf.act[t], g_og_all[t]
         tv, sg = act[..., :hs], act[..., hs:]
         TANH_BACKWARD_INTO(g_a * sg, tv, grad_input=g_og[..., :hs])
-        if noise is not None:
-            g_og[..., :hs].mul_(noise[t].transpose(0, 1))
+        if value_noise is not None:
+            g_og[..., :hs].mul_(value_noise[t].transpose(0, 1))
         SIGMOID_BACKWARD(g_a * tv, sg, grad_input=g_og[..., hs:])
         g_comm = torch.mm(g_og.reshape(n * B, 2 * hs), w_out).view(n, B, Hc, dv).permute(1, 2, 0, 3)
         g_comm = g_comm.reshape(B * Hc, n, dv)
@@ -598,7 +598,7 @@ def _backward_native(
     ``∂offered = ∂qkv W_qkv^T`` (torch), ``rims_step_backward``, ``∂h_{t−1} += ∂[gates | q] [W_hq]^T`` (torch).
     ``g_h`` and ``g_c`` must be contiguous `[n, B, hs]` (``g_c`` is updated in place).
     """
-    buf, keys, noise, weights, p_all, active_all, grads, options = loop
+    buf, keys, value_noise, weights, p_all, active_all, grads, options = loop
     g_h, g_c = state
     w_hq, w_qkv, w_out = weights
     g_hq_all, g_qkv_all, g_og_all, g_keys = grads
@@ -610,15 +610,15 @@ def _backward_native(
     new = keys.new_empty
     g_a, g_offered, g_comm, g_next = new(n, B, hs), new(n, B, hs), new(n * B, Hc * dv), new(n, B, hs)
     w_hq_t, w_qkv_t = w_hq.transpose(1, 2), w_qkv.transpose(1, 2)
-    u, u_ms = buf.gates_in.data_ptr(), buf.gates_in.stride(0)
-    el = keys.element_size()
-    gy_bs = 0 if g_y is None else g_y.stride(0)
+    u_ms = buf.gates_in.stride(0)  # (n, T B, 4 hs): step t at row t B
+    gy_bs = 0 if g_y is None else g_y.stride(0)  # g_y: (B, T, n hs)
     ptrs = (g_a.data_ptr(), g_offered.data_ptr(), g_comm.data_ptr())
     for t in reversed(range(T)):
         active = _step_ptr(active_all, t)
         out_back(
-            n, B, hs, None if g_y is None else g_y.data_ptr() + t * n * hs * el, gy_bs, g_h.data_ptr(), ptrs[0],
-            _step_ptr(buf.act, t), None if noise is None else _step_ptr(noise, t), active, _step_ptr(g_og_all, t),
+            n, B, hs, None if g_y is None else _step_ptr(g_y, t, 1), gy_bs, g_h.data_ptr(), ptrs[0],
+            _step_ptr(buf.act, t), None if value_noise is None else _step_ptr(value_noise, t), active,
+            _step_ptr(g_og_all, t),
         )  # fmt: skip
         torch.mm(g_og_all[t].view(n * B, 2 * hs), w_out, out=g_comm)
         comm_back(
@@ -629,7 +629,7 @@ def _backward_native(
         step_back(
             n, B, hs, dk, int(options.proposed), ptrs[0], ptrs[1], g_h.data_ptr(), g_c.data_ptr(), active,
             _step_ptr(buf.sig, t), _step_ptr(buf.g, t), _step_ptr(buf.tc, t), _step_ptr(buf.c, t),
-            u + t * B * 4 * hs * el, u_ms, _step_ptr(p_all, t), _step_ptr(keys, t), _step_ptr(buf.hq, t),
+            _step_ptr(buf.gates_in, t * B, 1), u_ms, _step_ptr(p_all, t), _step_ptr(keys, t), _step_ptr(buf.hq, t),
             _step_ptr(g_hq_all, t, 1), g_hq_all.stride(0), _step_ptr(g_keys, t),
         )  # fmt: skip
         torch.baddbmm(g_h, g_hq_all[:, t], w_hq_t, out=g_next)  # through h W_hh and h W^q

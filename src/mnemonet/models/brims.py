@@ -215,16 +215,11 @@ class BRIMsCell(Cell):
 
     def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor, Any]]:
         """Layer 0's bottom-up keys and values for all T steps at once, and every layer's dropout noise for all
-        steps (:meth:`RIMsCell.dropout_noise`, drawn layer by layer): T triples (`[B, H, d]`, `[B, H, d]`,
+        steps (:meth:`RIMsCell.step_noise`, drawn layer by layer): T triples (`[B, H, d]`, `[B, H, d]`,
         per-layer noise or None)."""
         keys, values = self.layers[0].project_inputs(x)  # (B, T, H, d)
-        B, T = x.shape[0], x.shape[1]
-        drawn = [layer.dropout_noise(B, T, keys) for layer in self.layers]
-        per_step = [
-            [None] * T if noise is None else list(zip(noise[0].unbind(0), noise[1].unbind(0), strict=True))
-            for noise in drawn
-        ]
-        noises = list(zip(*per_step, strict=True))  # T tuples of one entry per layer
+        per_layer = [layer.step_noise(x.shape[0], x.shape[1], keys) for layer in self.layers]
+        noises = list(zip(*per_layer, strict=True))  # T tuples of one entry per layer
         return list(zip(keys.unbind(1), values.unbind(1), noises, strict=True))
 
     def step(self, p_t, state, t=0, mask=None):

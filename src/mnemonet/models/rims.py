@@ -513,12 +513,17 @@ class RIMsCell(Cell):
         read, value = dropout_noise(shapes, self.dropout, like)
         return read, value
 
+    def step_noise(self, batch_size: int, steps: int, like: Tensor) -> list[tuple[Tensor, Tensor] | None]:
+        """:meth:`dropout_noise` split by step: T pairs (read `[B, n, H d_v]`, output `[B, n, module_size]`), or T
+        Nones without dropout."""
+        noise = self.dropout_noise(batch_size, steps, like)
+        return [None] * steps if noise is None else list(zip(noise[0].unbind(0), noise[1].unbind(0), strict=True))
+
     def prepare(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor, Any]]:
         """Eq. (1) for all T steps in one matmul: T triples of keys `[B, 1, H, d_k]`, values `[B, 1, H, d_v]`
-        and the step's dropout noise (:meth:`dropout_noise`; None without dropout)."""
+        and the step's dropout noise (:meth:`step_noise`; None without dropout)."""
         keys, values = self.project_inputs(x)  # (B, T, H, d)
-        noise = self.dropout_noise(x.shape[0], x.shape[1], keys)
-        steps = [None] * x.shape[1] if noise is None else list(zip(noise[0].unbind(0), noise[1].unbind(0), strict=True))
+        steps = self.step_noise(x.shape[0], x.shape[1], keys)
         # one tensor per step (unbind, not keys[:, t]: slicing would make backward fill a [B, T, ...] zero
         # tensor at every step)
         return list(zip(keys.unsqueeze(2).unbind(1), values.unsqueeze(2).unbind(1), steps, strict=True))  # M = 1
