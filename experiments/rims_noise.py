@@ -42,6 +42,8 @@ COMMAND = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims_noise.py
 LINEAR = ["model.encoder=linear"]  # the earlier input path of the RIMs presets (16 wide, as encoder_size)
 ALL = DIGITS["RIMs (all active)"]
 RAW_LSTM = DIGITS["LSTM (raw pixel)"]
+# the official scripts' --drop 0.5: nn.Dropout on the embedding and on the output before the decoder
+DROP_BOTH = (DIGITS["LSTM"], ["model.encoder_dropout=0.5", "model.readout_dropout=0.5"])
 # arm name -> (preset, overrides); the arms of rims.py run under their own name
 ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "LSTM (raw pixel)": (RAW_LSTM, []),
@@ -60,6 +62,10 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "RIMs, official init": (DIGITS["RIMs"], ["model.init=official"]),
     "LSTM, encoder dropout 0.5": (DIGITS["LSTM"], ["model.encoder_dropout=0.5"]),
     "RIMs, encoder dropout 0.5": (DIGITS["RIMs"], ["model.encoder_dropout=0.5"]),
+    "LSTM, dropout 0.5 on embedding and readout": (DROP_BOTH[0], DROP_BOTH[1]),
+    "RIMs, dropout 0.5 on embedding and readout": (DIGITS["RIMs"], DROP_BOTH[1]),
+    "RIMs, k = 3": (DIGITS["RIMs"], ["model.k=3"]),
+    "RIMs, k = 5": (DIGITS["RIMs"], ["model.k=5"]),
 }  # fmt: skip
 
 
@@ -68,6 +74,10 @@ SEEDS: dict[str, tuple[int, ...]] = {
     "RIMs, official init": (0, 1, 2),
     "LSTM, encoder dropout 0.5": (0, 1, 2),
     "RIMs, encoder dropout 0.5": (0, 1, 2),
+    "LSTM, dropout 0.5 on embedding and readout": (0, 1, 2),
+    "RIMs, dropout 0.5 on embedding and readout": (0, 1, 2),
+    "RIMs, k = 3": (0, 1, 2),
+    "RIMs, k = 5": (0, 1, 2),
 }
 
 
@@ -149,6 +159,51 @@ def probe(run_dir: str | Path, num: int = 1024) -> dict[str, float]:
     return cached(Path(run_dir) / "probe.json", {"images": num, "noise": NOISE, "seed": 1}, compute)
 
 
+POSITIONS = ((0, 16), (16, 32), (32, 48), (48, 64), (56, 64))  # steps (rows 1-2, 3-4, 5-6, 7-8, 8) of the 8x8 image
+
+
+def position_probe(run_dir: str | Path, num: int = 1024) -> dict[str, float]:
+    """Accuracy of a trained digits run with noise of std ``NOISE`` on the steps of one span of rows only.
+
+    On ``num`` held-out 8x8 digits (the draws of :func:`probe`): ``clean``, ``noisy`` (every step) and, for
+    each ``(lo, hi)`` of ``POSITIONS``, ``"lo-hi"``: noise on steps lo <= t < hi only. Cached in
+    ``positions.json``.
+    """
+
+    def compute() -> dict[str, float]:
+        run_ = load_run(run_dir, "last")
+        model = run_.model.eval()
+        gen = torch.Generator().manual_seed(1)
+        batch = run_.task.sample_at_resolution(num, gen, 8, "test", 0.0)
+        clean = batch.x  # (B, 64, 1)
+        noisy = clean + NOISE * torch.randn(clean.shape, generator=gen)  # (B, 64, 1)
+        t = torch.arange(clean.shape[1])[None, :, None]  # (1, 64, 1)
+
+        def acc(x: torch.Tensor) -> float:
+            with torch.no_grad():
+                return float((model(x)[0][:, -1].argmax(-1) == batch.info["labels"]).float().mean())
+
+        out = {"clean": acc(clean), "noisy": acc(noisy)}
+        for lo, hi in POSITIONS:
+            out[f"{lo}-{hi}"] = acc(torch.where((t >= lo) & (t < hi), noisy, clean))
+        return out
+
+    return cached(Path(run_dir) / "positions.json", {"images": num, "noise": NOISE, "seed": 1}, compute)
+
+
+def position_table(arms: tuple[str, ...] = ("LSTM", "RIMs", "RIMs (all active)"), seeds=(0, 1, 2)) -> str:
+    """Mean over ``seeds`` of :func:`position_probe` for ``arms``: accuracy (%) and the points lost to each span."""
+    rows = []
+    for arm in arms:
+        ps = [position_probe(ROOT / f"{arm_slug(arm)}-s{seed}") for seed in seeds]
+        mean = {k: 100 * sum(p[k] for p in ps) / len(ps) for k in ps[0]}
+        spans = [f"{lo}-{hi}" for lo, hi in POSITIONS]
+        rows.append([arm, f"{mean['clean']:.1f}", f"{mean['noisy']:.1f} ({mean['noisy'] - mean['clean']:+.1f})",
+                     *(f"{mean[k]:.1f} ({mean[k] - mean['clean']:+.1f})" for k in spans)])  # fmt: skip
+    headers = ["arm", "clean", "noise everywhere", *(f"noise on steps {lo}-{hi - 1} only" for lo, hi in POSITIONS)]
+    return markdown_table(headers, rows)
+
+
 def ablation_table(records: list[dict]) -> str:
     """One row per finished run: the change, parameters, accuracy clean / noisy, active-set changes."""
     rows = []
@@ -195,7 +250,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.table:
         records = finished(args.arms or None, args.seeds)
-        print(ablation_table(records), probe_table(records), sep="\n\n")
+        print(ablation_table(records), probe_table(records), position_table(), sep="\n\n")
         return
     for arm in args.arms or ABLATIONS:
         for seed in args.seeds or [0]:

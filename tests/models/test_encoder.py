@@ -117,3 +117,32 @@ def test_run_with_trace_through_an_encoder():
     y, _, active = run_with_trace(model, torch.randn(2, 7, 2))
     assert y.shape == (2, 7, 24) and active.shape == (2, 7, 4)
     assert torch.equal(active.sum(-1), torch.full((2, 7), 3))
+
+
+def test_readout_dropout_only_in_training_and_in_configs():
+    from mnemonet.app.run import build_model, build_task
+    from mnemonet.models.readout import Readout
+    from mnemonet.training import load_config
+    from mnemonet.training.config import ConfigError
+
+    torch.manual_seed(0)
+    core = build("lstm", input_size=3, hidden_size=64)
+    net, plain = Readout(core, 5, dropout=0.5), Readout(core, 5)
+    plain.readout.load_state_dict(net.readout.state_dict())
+    x = torch.randn(2, 4, 3)
+    assert torch.equal(net.eval()(x)[0], plain.eval()(x)[0])
+    # in training each hidden unit is dropped (0) or scaled by 1 / (1 - p) before the linear map
+    torch.manual_seed(1)
+    y_drop = net.train()(x)[0]
+    torch.manual_seed(1)
+    h = core(x)[0]
+    mask = torch.nn.functional.dropout(torch.ones_like(h), 0.5, True)
+    torch.testing.assert_close(y_drop, net.readout(h * mask))
+    assert not torch.allclose(y_drop, plain.train()(x)[0])
+    with pytest.raises(ValueError, match="readout_dropout"):
+        Readout(core, 5, dropout=1.0)
+    config = load_config("rims_seq_mnist_lstm-small", ["model.readout_dropout=0.5"])
+    assert build_model(config, build_task(config)).dropout == 0.5
+    dnc = load_config("dnc_copy-small", ["model.readout_dropout=0.5"])
+    with pytest.raises(ConfigError, match="readout_dropout: model 'dnc' has its own readout"):
+        build_model(dnc, build_task(dnc))

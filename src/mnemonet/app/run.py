@@ -72,6 +72,10 @@ def _takes_output_size(name: str) -> bool:
 def build_model(config: RunConfig, task: Task) -> nn.Module:
     """The model of ``config.model`` sized for ``task``, initialised from ``trainer.seed``.
 
+    ``model.readout_dropout`` (default 0) is the dropout on the core's output before the linear readout
+    (:class:`~mnemonet.models.readout.Readout`); models with their own readout (those that take
+    ``output_size``) reject it.
+
     Returns:
         a model mapping `[B, T, task.input_size]` to logits `[B, T, task.output_size]`.
     """
@@ -79,13 +83,16 @@ def build_model(config: RunConfig, task: Task) -> nn.Module:
     from mnemonet.models.registry import build
 
     name, kwargs = config.model.name, dict(config.model.kwargs)
+    readout_dropout = kwargs.pop("readout_dropout", 0.0)
     torch.manual_seed(config.trainer.seed)
     try:
         if _takes_output_size(name):
+            if readout_dropout:
+                raise ValueError(f"readout_dropout: model {name!r} has its own readout (it takes output_size)")
             return build(name, input_size=task.input_size, output_size=task.output_size, **kwargs)
         core = build(name, input_size=task.input_size, **kwargs)
         check_output_size(core, f"model {name!r}")
-        return Readout(core, task.output_size)
+        return Readout(core, task.output_size, dropout=readout_dropout)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model: {err}") from None
 
