@@ -437,9 +437,10 @@ Issue 12's evidence, regenerated with the official defaults (value size 4 x modu
 attention outputs, gated-tanh communication, inactive modules offering their would-be update, official init;
 BRIMs with 4 input heads) and the official input path, which cannot tie with the null input (an embedding
 in front of RIMs/BRIMs and of the LSTM). Three seeds per arm, one torch thread, runs one after the other.
-The runs below drew their dropout masks with `F.dropout`; RIMs and BRIMs now draw them with a counter-based
-hash (`kernels/rims_sequence.py: dropout_noise`, the same distribution, docs/rims_differences.md), so a
-rerun of a seed gives other masks, and so other numbers for that seed.
+Every RIMs and BRIMs run of the two main tables draws its dropout masks with a counter-based hash
+(`kernels/rims_sequence.py: dropout_noise`, docs/rims_differences.md). Older runs of the controlled-run tables
+(the all-active ablations through a linear encoder and "RIMs, official init") drew them with `F.dropout`: the
+same distribution, other masks for a seed, so a rerun gives other numbers for that seed.
 
 Regenerate (≈{total_seconds / 60:.0f} min of training and testing{" the digits" if kept else ""} on this machine;
 finished runs are skipped; `--report` rewrites this page from finished runs only; `--only digits` trains

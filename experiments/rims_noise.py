@@ -9,7 +9,8 @@ options start from the earlier input path, a 16-wide linear encoder of the grey-
 (``model.encoder=linear``), where the drop appeared.
 
 :func:`probe` then looks inside a trained run: accuracy with noise on the background (zero) pixels only or
-on the strokes only, with the input attention's weights or its values taken from the clean input.
+on the strokes only, with the input attention's weights or its values taken from the clean input;
+:func:`position_probe` puts the noise on the steps of one span of the image's rows only.
 
 Run with ``PYTHONPATH=src:experiments .venv/bin/python experiments/rims_noise.py [ARM ...] [--seeds 0 1 2]``
 (no arm: every arm, in the order of ``ABLATIONS``); ``--table`` prints the Markdown tables of finished runs.
@@ -106,6 +107,20 @@ def run(arm: str, seed: int = 0) -> dict:
     return out
 
 
+def probe_draw(run_dir: str | Path, num: int):
+    """A run's model (eval mode) and ``num`` seeded held-out 8x8 digits, clean and with noise of std ``NOISE``.
+
+    Returns:
+        (model, clean `[B, 64, 1]`, noisy `[B, 64, 1]`, labels `[B]`); the same digits and noise for every run.
+    """
+    run_ = load_run(run_dir, "last")
+    gen = torch.Generator().manual_seed(1)
+    batch = run_.task.sample_at_resolution(num, gen, 8, "test", 0.0)
+    clean = batch.x  # (B, 64, 1)
+    noisy = clean + NOISE * torch.randn(clean.shape, generator=gen)  # (B, 64, 1)
+    return run_.model.eval(), clean, noisy, batch.info["labels"]
+
+
 def probe(run_dir: str | Path, num: int = 1024) -> dict[str, float]:
     """Accuracy of a trained digits run under noise of std ``NOISE`` with one path of the input kept clean.
 
@@ -117,13 +132,7 @@ def probe(run_dir: str | Path, num: int = 1024) -> dict[str, float]:
     """
 
     def compute() -> dict[str, float]:
-        run_ = load_run(run_dir, "last")
-        model = run_.model.eval()
-        gen = torch.Generator().manual_seed(1)
-        batch = run_.task.sample_at_resolution(num, gen, 8, "test", 0.0)
-        clean = batch.x  # (B, 64, 1)
-        noisy = clean + NOISE * torch.randn(clean.shape, generator=gen)  # (B, 64, 1)
-        labels = batch.info["labels"]
+        model, clean, noisy, labels = probe_draw(run_dir, num)
 
         def acc(logits: torch.Tensor) -> float:
             return float((logits[:, -1].argmax(-1) == labels).float().mean())
@@ -171,17 +180,12 @@ def position_probe(run_dir: str | Path, num: int = 1024) -> dict[str, float]:
     """
 
     def compute() -> dict[str, float]:
-        run_ = load_run(run_dir, "last")
-        model = run_.model.eval()
-        gen = torch.Generator().manual_seed(1)
-        batch = run_.task.sample_at_resolution(num, gen, 8, "test", 0.0)
-        clean = batch.x  # (B, 64, 1)
-        noisy = clean + NOISE * torch.randn(clean.shape, generator=gen)  # (B, 64, 1)
+        model, clean, noisy, labels = probe_draw(run_dir, num)
         t = torch.arange(clean.shape[1])[None, :, None]  # (1, 64, 1)
 
         def acc(x: torch.Tensor) -> float:
             with torch.no_grad():
-                return float((model(x)[0][:, -1].argmax(-1) == batch.info["labels"]).float().mean())
+                return float((model(x)[0][:, -1].argmax(-1) == labels).float().mean())
 
         out = {"clean": acc(clean), "noisy": acc(noisy)}
         for lo, hi in POSITIONS:
