@@ -67,6 +67,8 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "RIMs, dropout 0.5 on embedding and readout": (DIGITS["RIMs"], DROP_BOTH[1]),
     "RIMs, k = 3": (DIGITS["RIMs"], ["model.k=3"]),
     "RIMs, k = 5": (DIGITS["RIMs"], ["model.k=5"]),
+    "LSTM, 198 units": (DIGITS["LSTM"], ["model.hidden_size=198"]),  # the parameters of RIMs of 6 x 32 units
+    "RIMs, modules of 32 units": (DIGITS["RIMs"], ["model.module_size=32"]),
 }  # fmt: skip
 
 
@@ -79,6 +81,8 @@ SEEDS: dict[str, tuple[int, ...]] = {
     "RIMs, dropout 0.5 on embedding and readout": (0, 1, 2),
     "RIMs, k = 3": (0, 1, 2),
     "RIMs, k = 5": (0, 1, 2),
+    "LSTM, 198 units": (0, 1, 2),
+    "RIMs, modules of 32 units": (0, 1, 2),
 }
 
 
