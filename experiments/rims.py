@@ -62,6 +62,9 @@ DIGIT_CONDITIONS = (
     ("11x11", {"test_resolution": 11, "test_noise": 0.0}),
     (f"8x8 + noise {NOISE}", {"test_resolution": 8, "test_noise": NOISE}),
 )
+AT_8X8 = tuple(c for c in DIGIT_CONDITIONS if c[0].startswith("8x8"))  # clean and noisy, at the trained size
+AT_8X8_LABELS = [label for label, _ in AT_8X8]
+ROOT = report_paths("rims", quick=False)[0]  # the runs of this script and of the rims_*.py controlled runs
 # priority order: what the acceptance rests on first (copy and noise, RIMs and LSTM), the ablations last
 PLAN = [
     ("copy", "RIMs"),
@@ -89,9 +92,8 @@ REGENERATE = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims.py"
 
 def clean_and_noisy(preset: str, name: str, seed: int, root: Path, overrides: Sequence[str] = ()) -> dict:
     """Train a digits arm (unless done) and score it at 8x8, clean and noisy: ``{"seconds", label: percent}``."""
-    conditions = [c for c in DIGIT_CONDITIONS if c[0].startswith("8x8")]
     record = run_arm(preset, name, seed, root, overrides)
-    scores = evaluate_conditions(root / f"{name}-s{seed}", conditions, EVAL_BATCHES, EVAL_BATCH_SIZE)["accuracy"]
+    scores = evaluate_conditions(root / f"{name}-s{seed}", AT_8X8, EVAL_BATCHES, EVAL_BATCH_SIZE)["accuracy"]
     return {"seconds": record["seconds"], **{label: 100 * acc for label, acc in scores.items()}}
 
 
@@ -105,8 +107,9 @@ def slug(experiment: str, arm: str) -> str:
     return f"{experiment}-" + re.sub(r"[^A-Za-z0-9]+", "-", arm).strip("-")
 
 
-def evaluate_conditions(run_dir: str | Path, conditions, batches: int, batch_size: int) -> dict:
-    """Test accuracy of a run's last checkpoint under every condition, cached in ``eval.json``."""
+def evaluate_conditions(run_dir: str | Path, conditions, batches: int, batch_size: int, split: str = "test") -> dict:
+    """Accuracy of a run's last checkpoint on ``split`` under every condition (task overrides), cached in
+    ``eval.json`` (``eval_<split>.json`` for another split)."""
 
     def compute() -> dict:
         start = time.perf_counter()
@@ -115,11 +118,11 @@ def evaluate_conditions(run_dir: str | Path, conditions, batches: int, batch_siz
             run = load_run(run_dir, "last", [f"task.{k}={v}" for k, v in task_overrides.items()])
             params = num_params(run.model)
             with torch.no_grad():
-                accuracy[label] = evaluate_run(run, "test", batches=batches, batch_size=batch_size)["accuracy"]
+                accuracy[label] = evaluate_run(run, split, batches=batches, batch_size=batch_size)["accuracy"]
         return {"accuracy": accuracy, "params": params, "eval_seconds": time.perf_counter() - start}
 
     key = {"size": f"{batches}x{batch_size}", "conditions": [[c[0], c[1]] for c in conditions]}
-    return cached(Path(run_dir) / "eval.json", key, compute)
+    return cached(Path(run_dir) / ("eval.json" if split == "test" else f"eval_{split}.json"), key, compute)
 
 
 def selection_shift(run_dir: str | Path, num: int = 128) -> float | None:

@@ -19,13 +19,11 @@ import torch
 
 from common import markdown_table
 from mnemonet.training.checkpoint import atomic_write_text
-from rims import DIGIT_CONDITIONS, DIGITS, clean_and_noisy, mean_sd_text, slug
+from rims import AT_8X8_LABELS, DIGITS, ROOT, clean_and_noisy, mean_sd_text, slug
 
 SEEDS = (0, 1, 2)
 STEPS = 4000
-ROOT = Path("runs/experiments/rims")
 PAGE = Path("docs/results/rims_budget.md")
-CONDITIONS = [c for c in DIGIT_CONDITIONS if c[0].startswith("8x8")]  # clean and noisy, at the trained size
 OVERRIDES = [f"trainer.steps={STEPS}", "trainer.eval_every=1000", "trainer.checkpoint_every=1000"]
 ARMS = {arm: (DIGITS[arm], slug("digits", f"{arm} {STEPS} steps")) for arm in ("LSTM", "RIMs")}
 COMMAND = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims_budget.py"
@@ -40,7 +38,7 @@ def run(arm: str, seed: int) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     results = {arm: [run(arm, seed) for seed in SEEDS] for arm in ARMS}
-    labels = [label for label, _ in CONDITIONS]
+    labels = AT_8X8_LABELS
     summary = [
         [f"{arm} (`{ARMS[arm][0]}`, {STEPS} steps)", *(mean_sd_text([r[label] for r in rs]) for label in labels)]
         for arm, rs in results.items()

@@ -22,12 +22,10 @@ import torch
 import mnemonet.models.rims as rims_model
 from common import markdown_table
 from mnemonet.training.checkpoint import atomic_write_text
-from rims import DIGIT_CONDITIONS, DIGITS, clean_and_noisy, mean_sd_text, slug
+from rims import AT_8X8_LABELS, DIGITS, ROOT, clean_and_noisy, mean_sd_text, slug
 
 SEEDS = tuple(range(12))
-ROOT = Path("runs/experiments/rims")
 PAGE = Path("docs/results/rims_dropout_draw.md")
-CONDITIONS = [c for c in DIGIT_CONDITIONS if c[0].startswith("8x8")]  # clean and noisy, at the trained size
 COMMAND = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims_dropout_draw.py"
 
 
@@ -58,7 +56,7 @@ def run(arm: str, seed: int) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     results = {arm: [run(arm, seed) for seed in SEEDS] for arm in ARMS}
-    labels = [label for label, _ in CONDITIONS]
+    labels = AT_8X8_LABELS
     summary = [
         [
             arm,

@@ -23,15 +23,14 @@ import torch
 
 from common import markdown_table
 from mnemonet.training.checkpoint import atomic_write_text
-from rims import DIGIT_CONDITIONS, DIGITS, clean_and_noisy, mean_sd_text, slug
+from rims import AT_8X8_LABELS, DIGITS, ROOT, clean_and_noisy, mean_sd_text, slug
 from rims_lr import valid_accuracy
-from rims_noise import ABLATIONS, POSITIONS, arm_slug, position_probe
+from rims_noise import ABLATIONS, arm_slug, position_table
 
 SEEDS = tuple(range(12))
 PROBE_SEEDS = (0, 1, 2)
-ROOT = Path("runs/experiments/rims")
 PAGE = Path("docs/results/rims_k.md")
-LABELS = [c[0] for c in DIGIT_CONDITIONS if c[0].startswith("8x8")]  # clean and noisy test, at 8x8
+LABELS = AT_8X8_LABELS  # clean and noisy test, at 8x8
 COMMAND = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims_k.py"
 ARMS = {  # name: (preset, overrides, folder name of the runs)
     "LSTM": (DIGITS["LSTM"], [], slug("digits", "LSTM")),
@@ -64,19 +63,10 @@ def report(results: dict[str, list[dict]]) -> str:
         rows.append([arm, len(rs), mean_sd_text([r["valid"] for r in rs]),
                      *(mean_sd_text([r[k] for r in rs]) for k in LABELS), *gaps])  # fmt: skip
     headers = ["arm", "seeds", "valid 8x8", *LABELS, "noise: − LSTM, all seeds", "noise: − LSTM, seeds 0-2"]
-    spans = [f"{lo}-{hi}" for lo, hi in POSITIONS]
-    probe_rows = []
-    for arm, (_, _, name) in ARMS.items():
-        ps = [position_probe(ROOT / f"{name}-s{seed}") for seed in PROBE_SEEDS]
-        m = {k: 100 * mean(p[k] for p in ps) for k in ps[0]}
-        probe_rows.append([arm, f"{m['clean']:.1f}", f"{m['noisy'] - m['clean']:+.1f}",
-                           *(f"{m[k] - m['clean']:+.1f}" for k in spans)])  # fmt: skip
-    probe_headers = ["arm", "clean", "noise on every step",
-                     *(f"noise on steps {lo}-{hi - 1} only" for lo, hi in POSITIONS)]  # fmt: skip
     per_seed = [
         [arm, str(seed), f"{r['valid']:.1f}", *(f"{r[k]:.1f}" for k in LABELS), f"{r['seconds']:.0f}"]
         for arm, rs in results.items()
-        for seed, r in zip(SEEDS, rs, strict=False)
+        for seed, r in zip(SEEDS, rs, strict=True)
     ]
     return f"""# RIMs vs LSTM under input noise: how many modules are active (controlled run)
 
@@ -92,7 +82,7 @@ the arm's mean noisy test accuracy minus the LSTM's, in points.
 Points lost against clean test digits when the noise (std 0.3) is on every step or on the steps of one span of
 rows only (1024 held-out digits, the draws of `rims_noise.probe`; mean over seeds {", ".join(map(str, PROBE_SEEDS))}):
 
-{markdown_table(probe_headers, probe_rows)}
+{position_table({arm: name for arm, (_, _, name) in ARMS.items()}, PROBE_SEEDS)}
 
 {markdown_table(["arm", "seed", "valid 8x8", *LABELS, "train s"], per_seed)}
 """

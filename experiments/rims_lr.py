@@ -20,18 +20,26 @@ from pathlib import Path
 
 import torch
 
-from common import cached, markdown_table
-from mnemonet.app import evaluate_run, load_run
+from common import markdown_table
 from mnemonet.training.checkpoint import atomic_write_text
-from rims import DIGIT_CONDITIONS, DIGITS, EVAL_BATCH_SIZE, EVAL_BATCHES, clean_and_noisy, mean_sd_text, slug
+from rims import (
+    AT_8X8_LABELS,
+    DIGITS,
+    EVAL_BATCH_SIZE,
+    EVAL_BATCHES,
+    ROOT,
+    clean_and_noisy,
+    evaluate_conditions,
+    mean_sd_text,
+    slug,
+)
 
 SEEDS = (0, 1, 2)
 PRESET_RATE = 3e-3
 RATES = (1e-3, 3e-3, 1e-2)
 MODELS = ("LSTM", "RIMs")
-ROOT = Path("runs/experiments/rims")
 PAGE = Path("docs/results/rims_lr.md")
-LABELS = [c[0] for c in DIGIT_CONDITIONS if c[0].startswith("8x8")]  # clean and noisy test, at 8x8
+LABELS = AT_8X8_LABELS  # clean and noisy test, at 8x8
 COMMAND = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims_lr.py"
 
 
@@ -42,13 +50,9 @@ def arm_name(model: str, rate: float) -> str:
 
 def valid_accuracy(run_dir: Path) -> float:
     """Clean 8x8 accuracy (%) of a run's last checkpoint on 16 x 128 draws of the validation digits."""
-
-    def compute() -> float:
-        run = load_run(run_dir, "last")
-        with torch.no_grad():
-            return 100 * evaluate_run(run, "valid", batches=EVAL_BATCHES, batch_size=EVAL_BATCH_SIZE)["accuracy"]
-
-    return cached(run_dir / "valid.json", {"size": f"{EVAL_BATCHES}x{EVAL_BATCH_SIZE}"}, compute)
+    conditions = [("valid 8x8", {})]  # the validation split is clean and at the trained size
+    scores = evaluate_conditions(run_dir, conditions, EVAL_BATCHES, EVAL_BATCH_SIZE, split="valid")["accuracy"]
+    return 100 * scores["valid 8x8"]
 
 
 def run(model: str, rate: float, seed: int) -> dict:

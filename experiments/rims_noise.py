@@ -32,19 +32,19 @@ from rims import (
     EVAL_BATCH_SIZE,
     EVAL_BATCHES,
     NOISE,
+    ROOT,
     evaluate_conditions,
     selection_shift,
     slug,
 )
 
-ROOT = Path("runs/experiments/rims")
 CLEAN, NOISY = DIGIT_CONDITIONS[0], DIGIT_CONDITIONS[-1]
 COMMAND = "PYTHONPATH=src:experiments .venv/bin/python experiments/rims_noise.py"
 LINEAR = ["model.encoder=linear"]  # the earlier input path of the RIMs presets (16 wide, as encoder_size)
 ALL = DIGITS["RIMs (all active)"]
 RAW_LSTM = DIGITS["LSTM (raw pixel)"]
 # the official scripts' --drop 0.5: nn.Dropout on the embedding and on the output before the decoder
-DROP_BOTH = (DIGITS["LSTM"], ["model.encoder_dropout=0.5", "model.readout_dropout=0.5"])
+DROP_BOTH = ["model.encoder_dropout=0.5", "model.readout_dropout=0.5"]
 # arm name -> (preset, overrides); the arms of rims.py run under their own name
 ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "LSTM (raw pixel)": (RAW_LSTM, []),
@@ -63,8 +63,8 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "RIMs, official init": (DIGITS["RIMs"], ["model.init=official"]),
     "LSTM, encoder dropout 0.5": (DIGITS["LSTM"], ["model.encoder_dropout=0.5"]),
     "RIMs, encoder dropout 0.5": (DIGITS["RIMs"], ["model.encoder_dropout=0.5"]),
-    "LSTM, dropout 0.5 on embedding and readout": (DROP_BOTH[0], DROP_BOTH[1]),
-    "RIMs, dropout 0.5 on embedding and readout": (DIGITS["RIMs"], DROP_BOTH[1]),
+    "LSTM, dropout 0.5 on embedding and readout": (DIGITS["LSTM"], DROP_BOTH),
+    "RIMs, dropout 0.5 on embedding and readout": (DIGITS["RIMs"], DROP_BOTH),
     "RIMs, k = 3": (DIGITS["RIMs"], ["model.k=3"]),
     "RIMs, k = 5": (DIGITS["RIMs"], ["model.k=5"]),
     "LSTM, 198 units": (DIGITS["LSTM"], ["model.hidden_size=198"]),  # the parameters of RIMs of 6 x 32 units
@@ -199,16 +199,16 @@ def position_probe(run_dir: str | Path, num: int = 1024) -> dict[str, float]:
     return cached(Path(run_dir) / "positions.json", {"images": num, "noise": NOISE, "seed": 1}, compute)
 
 
-def position_table(arms: tuple[str, ...] = ("LSTM", "RIMs", "RIMs (all active)"), seeds=(0, 1, 2)) -> str:
-    """Mean over ``seeds`` of :func:`position_probe` for ``arms``: accuracy (%) and the points lost to each span."""
+def position_table(folders: dict[str, str], seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    """Mean over ``seeds`` of :func:`position_probe`: clean accuracy (%) and the points lost with the noise on
+    every step or on one span of rows only, one row per ``label: run folder name`` of ``folders``."""
+    spans = [f"{lo}-{hi}" for lo, hi in POSITIONS]
     rows = []
-    for arm in arms:
-        ps = [position_probe(ROOT / f"{arm_slug(arm)}-s{seed}") for seed in seeds]
-        mean = {k: 100 * sum(p[k] for p in ps) / len(ps) for k in ps[0]}
-        spans = [f"{lo}-{hi}" for lo, hi in POSITIONS]
-        rows.append([arm, f"{mean['clean']:.1f}", f"{mean['noisy']:.1f} ({mean['noisy'] - mean['clean']:+.1f})",
-                     *(f"{mean[k]:.1f} ({mean[k] - mean['clean']:+.1f})" for k in spans)])  # fmt: skip
-    headers = ["arm", "clean", "noise everywhere", *(f"noise on steps {lo}-{hi - 1} only" for lo, hi in POSITIONS)]
+    for label, name in folders.items():
+        ps = [position_probe(ROOT / f"{name}-s{seed}") for seed in seeds]
+        m = {k: 100 * sum(p[k] for p in ps) / len(ps) for k in ps[0]}
+        rows.append([label, f"{m['clean']:.1f}", *(f"{m[k] - m['clean']:+.1f}" for k in ["noisy", *spans])])
+    headers = ["arm", "clean", "noise on every step", *(f"noise on steps {lo}-{hi - 1} only" for lo, hi in POSITIONS)]
     return markdown_table(headers, rows)
 
 
@@ -258,7 +258,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.table:
         records = finished(args.arms or None, args.seeds)
-        print(ablation_table(records), probe_table(records), position_table(), sep="\n\n")
+        positions = position_table({arm: arm_slug(arm) for arm in ("LSTM", "RIMs", "RIMs (all active)")})
+        print(ablation_table(records), probe_table(records), positions, sep="\n\n")
         return
     for arm in args.arms or ABLATIONS:
         for seed in args.seeds or [0]:
