@@ -109,7 +109,7 @@ def slug(experiment: str, arm: str) -> str:
 
 def evaluate_conditions(run_dir: str | Path, conditions, batches: int, batch_size: int, split: str = "test") -> dict:
     """Accuracy of a run's last checkpoint on ``split`` under every condition (task overrides), cached in
-    ``eval.json`` (``eval_<split>.json`` for another split)."""
+    ``eval.json`` (``conditions_<split>.json`` for another split: ``mnemonet eval`` writes ``eval_<split>.json``)."""
 
     def compute() -> dict:
         start = time.perf_counter()
@@ -122,7 +122,7 @@ def evaluate_conditions(run_dir: str | Path, conditions, batches: int, batch_siz
         return {"accuracy": accuracy, "params": params, "eval_seconds": time.perf_counter() - start}
 
     key = {"size": f"{batches}x{batch_size}", "conditions": [[c[0], c[1]] for c in conditions]}
-    return cached(Path(run_dir) / ("eval.json" if split == "test" else f"eval_{split}.json"), key, compute)
+    return cached(Path(run_dir) / ("eval.json" if split == "test" else f"conditions_{split}.json"), key, compute)
 
 
 def selection_shift(run_dir: str | Path, num: int = 128) -> float | None:
